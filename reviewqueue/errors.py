@@ -1,0 +1,96 @@
+"""Every error reviewqueue raises on purpose, in one hierarchy.
+
+Callers catch :class:`ReviewQueueError`; the HTTP API maps each class to a status
+code in one place (``api/errors.py``), the CLI prints ``str(error)``, the UI shows it
+with ``st.error``. Messages say what went wrong *and* what to do about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ReviewQueueError(Exception):
+    """Base class. ``detail`` is what the API returns as ``{"detail": ...}``."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, detail: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail if detail is not None else message
+
+
+class ValidationFailed(ReviewQueueError):
+    """Input broke a rule. ``errors`` lists ``{"loc": [...], "msg": ...}`` for every bad field."""
+
+    status_code = 422
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None):
+        self.errors = errors or []
+        super().__init__(message, detail=self.errors or message)
+
+    @classmethod
+    def of(cls, errors: list[dict[str, Any]]) -> ValidationFailed:
+        """One error for many bad fields, with a message that names the first few."""
+        return cls(_summarise(errors), errors)
+
+    @classmethod
+    def from_pydantic(cls, exc, *, prefix: tuple = ()) -> ValidationFailed:
+        return cls.of([
+            {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_input=False)
+        ])
+
+
+def _summarise(errors: list[dict[str, Any]]) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:5]]
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "invalid input: " + "; ".join(parts) + more
+
+
+class PayloadTooLarge(ReviewQueueError):
+    status_code = 413
+
+
+class NotFound(ReviewQueueError):
+    status_code = 404
+
+
+class QueueNotFound(NotFound):
+    def __init__(self, name: str):
+        super().__init__(
+            f"queue {name!r} does not exist; create it first (reviewqueue queue create {name})"
+        )
+        self.name = name
+
+
+class ItemNotFound(NotFound):
+    def __init__(self, item_id: str):
+        super().__init__(f"item {item_id!r} does not exist")
+
+
+class Conflict(ReviewQueueError):
+    """The action is valid in general but not in the item's current state."""
+
+    status_code = 409
+
+
+class LeaseLost(Conflict):
+    """The caller does not (or no longer) hold the lease on the item."""
+
+
+class AlreadyExists(Conflict):
+    pass
+
+
+class AuthenticationFailed(ReviewQueueError):
+    status_code = 401
+
+
+class PermissionDenied(ReviewQueueError):
+    status_code = 403
+
+
+class RateLimited(ReviewQueueError):
+    status_code = 429

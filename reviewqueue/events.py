@@ -1,0 +1,48 @@
+"""The append-only audit log. Domain code records an event in the same transaction as
+the change it describes, so the log can never disagree with the data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+from sqlmodel import Session
+
+from . import clock
+from .db import reading
+from .models import Event
+
+_INSERT = Event.__table__.insert()
+
+
+def record(
+    session: Session | Connection,
+    kind: str,
+    actor: str,
+    *,
+    item_id: str | None = None,
+    queue: str | None = None,
+    before: Any = None,
+    after: Any = None,
+    at=None,
+) -> None:
+    # A Core insert: no ORM object to flush or expire on the hot claim/decide path.
+    session.execute(
+        _INSERT,
+        [{"at": at or clock.now(), "actor": actor, "kind": kind, "item_id": item_id, "queue": queue,
+          "before": before, "after": after}],
+    )
+
+
+def history(item_id: str, *, engine=None) -> list[Event]:
+    with reading(engine) as session:
+        return list(session.scalars(select(Event).where(Event.item_id == item_id).order_by(Event.id)))
+
+
+def recent(*, limit: int = 200, queue: str | None = None, engine=None) -> list[Event]:
+    stmt = select(Event).order_by(Event.id.desc()).limit(limit)
+    if queue:
+        stmt = stmt.where(Event.queue == queue)
+    with reading(engine) as session:
+        return list(session.scalars(stmt))

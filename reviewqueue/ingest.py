@@ -1,0 +1,201 @@
+"""Taking model outputs in: validate, route, store. In-process entry point for apps::
+
+    from reviewqueue import ingest
+    result = ingest.submit({"queue": "support", "input": "...", "output": "...", "confidence": 0.42})
+
+Everything is validated before anything is written, and a batch is one transaction:
+all of it is stored or none of it. Re-submitting a (queue, external_id) that exists
+returns the stored item (``duplicate=True``) and never creates a second one, even from
+many processes at once: the database's unique index decides (``ON CONFLICT DO
+NOTHING``), not a check-then-insert race.
+
+The bulk path writes with the driver's ``executemany`` and pre-serialised values,
+because ORM objects cost several times the database's own insert time (see
+``bench/bench_core.py`` for the figures).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, tuple_
+
+from . import clock, events
+from .db import get_engine, is_sqlite, transaction
+from .errors import PayloadTooLarge, QueueNotFound, ValidationFailed
+from .ids import uuid7
+from .models import Item, Queue
+from .routing import claim_order, route
+from .schemas import ItemIn, SubmitResult
+from .settings import get_settings
+
+_COLUMNS = (
+    "id", "queue", "external_id", "input", "output", "confidence", "predicted_label", "model",
+    "model_version", "context", "metadata", "priority", "status", "route", "claim_order",
+    "created_at", "updated_at",
+)
+_JSON_COLUMNS = {"input", "output", "context", "metadata"}
+_TIME_COLUMNS = {"created_at", "updated_at"}
+_CHUNK = 5000
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _insert_sql(dialect: str) -> str:
+    if dialect == "sqlite":
+        marks = ["?"] * len(_COLUMNS)
+    else:
+        marks = ["%s::jsonb" if c in _JSON_COLUMNS else "%s" for c in _COLUMNS]
+    return (
+        f"INSERT INTO items ({', '.join(_COLUMNS)}) VALUES ({', '.join(marks)}) "
+        "ON CONFLICT (queue, external_id) DO NOTHING"
+    )
+
+
+def _sqlite_time(dt) -> str:
+    # The text format SQLAlchemy's SQLite DateTime type writes and compares against.
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _validate(items: Iterable[ItemIn | Mapping[str, Any]], single: bool) -> list[ItemIn]:
+    valid: list[ItemIn] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        if isinstance(item, ItemIn):
+            valid.append(item)
+            continue
+        try:
+            valid.append(ItemIn.model_validate(item))
+        except ValidationError as exc:
+            prefix = () if single else ("items", index)
+            errors.extend(ValidationFailed.from_pydantic(exc, prefix=prefix).errors)
+    if errors:
+        raise ValidationFailed.of(errors)
+    return valid
+
+
+def submit(item: ItemIn | Mapping[str, Any], *, actor: str = "python", engine=None) -> SubmitResult:
+    """Route and store one output. Raises ``ValidationFailed``, ``QueueNotFound``, ``PayloadTooLarge``."""
+    return _submit(_validate([item], single=True), actor=actor, engine=engine, single=True)[0]
+
+
+def submit_many(
+    items: Iterable[ItemIn | Mapping[str, Any]], *, actor: str = "python", engine=None
+) -> list[SubmitResult]:
+    """Route and store many outputs atomically; results come back in the same order."""
+    return _submit(_validate(items, single=False), actor=actor, engine=engine, single=False)
+
+
+def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[SubmitResult]:
+    if not items:
+        return []
+    engine = engine or get_engine()
+    limit = get_settings().max_item_bytes
+    sqlite = is_sqlite(engine)
+    now = clock.now()
+    stamp = _sqlite_time(now) if sqlite else now
+
+    with transaction(engine) as session:
+        wanted = {item.queue for item in items}
+        queues = {q.name: q for q in session.scalars(select(Queue).where(Queue.name.in_(wanted)))}
+        missing = sorted(wanted - set(queues))
+        if missing:
+            if single:
+                raise QueueNotFound(missing[0])
+            where = [i for i, it in enumerate(items) if it.queue in missing]
+            err = QueueNotFound(missing[0])
+            err.message = (
+                f"unknown queue(s) {', '.join(map(repr, missing))} at items {where[:20]}; create them first"
+            )
+            err.args = (err.message,)
+            err.detail = err.message
+            raise err
+
+        rows: list[tuple] = []
+        results: list[SubmitResult | None] = []
+        first_of: dict[tuple[str, str], int] = {}
+        repeats: list[tuple[int, int]] = []  # (index, index of the first with the same key)
+        too_large: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            if item.external_id is not None:
+                key = (item.queue, item.external_id)
+                if key in first_of:
+                    repeats.append((index, first_of[key]))
+                    results.append(None)
+                    continue
+                first_of[key] = index
+            inp, out = _dumps(item.input), _dumps(item.output)
+            ctx = _dumps([c.model_dump(exclude_none=True) for c in item.context]) if item.context else "[]"
+            meta = _dumps(item.metadata) if item.metadata else "{}"
+            size = len(inp) + len(out) + len(ctx) + len(meta)
+            if size * 4 > limit:  # cheap bound first: a character is at most 4 bytes
+                size = sum(len(s.encode()) for s in (inp, out, ctx, meta))
+                if size > limit:
+                    too_large.append({
+                        "loc": [] if single else ["items", index],
+                        "msg": f"item is {size} bytes; the limit is {limit} (REVIEWQUEUE_MAX_ITEM_BYTES)",
+                        "type": "too_large",
+                    })
+                    continue
+            queue = queues[item.queue]
+            audit_key = item.external_id or hashlib.sha256(
+                _dumps([item.input, item.output, item.model, item.model_version]).encode()
+            ).hexdigest()
+            status, how = route(
+                queue=item.queue, threshold=queue.threshold, label_thresholds=queue.label_thresholds,
+                audit_rate=queue.audit_rate, confidence=item.confidence,
+                predicted_label=item.predicted_label, key=audit_key,
+            )
+            item_id = uuid7()
+            rows.append((
+                item_id, item.queue, item.external_id, inp, out, float(item.confidence), item.predicted_label,
+                item.model, item.model_version, ctx, meta, item.priority, status, how,
+                claim_order(item.priority, item.confidence, item_id), stamp, stamp,
+            ))
+            results.append(SubmitResult(id=item_id, queue=item.queue, status=status, route=how))
+        if too_large:
+            raise PayloadTooLarge(too_large[0]["msg"] if single else f"{len(too_large)} item(s) too large", detail=too_large)
+
+        conn = session.connection()
+        sql = _insert_sql(engine.dialect.name)
+        inserted = 0
+        for start in range(0, len(rows), _CHUNK):
+            inserted += conn.exec_driver_sql(sql, rows[start : start + _CHUNK]).rowcount
+        if inserted != len(rows):
+            _mark_duplicates(session, results, first_of)
+        for index, first in repeats:
+            results[index] = results[first].model_copy(update={"duplicate": True})
+
+        new = [r for r in results if not r.duplicate]
+        per_queue: dict[str, Counter] = {}
+        for r in new:
+            per_queue.setdefault(r.queue, Counter())[r.route] += 1
+        for name, routes in per_queue.items():
+            events.record(
+                session, "items.ingested", actor, queue=name,
+                item_id=new[0].id if single else None,
+                after={"count": sum(routes.values()), "routes": dict(routes)}, at=now,
+            )
+    return results  # type: ignore[return-value]
+
+
+def _mark_duplicates(session, results: list[SubmitResult | None], first_of: dict[tuple[str, str], int]) -> None:
+    """Some rows hit the unique index (stored before, or by a concurrent writer):
+    report the stored item for those."""
+    keys = list(first_of)
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        stmt = select(Item.id, Item.queue, Item.external_id, Item.status, Item.route).where(
+            tuple_(Item.queue, Item.external_id).in_(chunk)
+        )
+        for item_id, queue, external_id, status, how in session.execute(stmt):
+            index = first_of[(queue, external_id)]
+            if results[index].id != item_id:
+                results[index] = SubmitResult(id=item_id, queue=queue, status=status, route=how, duplicate=True)

@@ -1,0 +1,162 @@
+"""Reading items: one item with its decision, and filtered, keyset-paginated lists."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import String, and_, cast, func, or_, select
+
+from . import clock
+from .db import reading
+from .errors import ItemNotFound, ValidationFailed
+from .models import Item, Review
+from .schemas import DecisionOut, ItemOut
+
+
+def to_out(item, review=None) -> ItemOut:
+    """An ``ItemOut`` from an ``Item`` or a row of the items table (and its current review)."""
+    decision = None
+    if review is not None:
+        decision = DecisionOut(
+            verdict=review.verdict, final_output=review.final_output, final_label=review.final_label,
+            reason=review.reason, comment=review.comment, reviewer=review.reviewer, decided_at=review.created_at,
+        )
+    meta = item.meta if isinstance(item, Item) else item.metadata
+    return ItemOut(
+        id=item.id, queue=item.queue, external_id=item.external_id, input=item.input, output=item.output,
+        confidence=item.confidence, predicted_label=item.predicted_label, model=item.model,
+        model_version=item.model_version, context=item.context or [], metadata=meta or {},
+        priority=item.priority, status=item.status, route=item.route, lease_holder=item.lease_holder,
+        lease_expires_at=item.lease_expires_at, created_at=item.created_at, updated_at=item.updated_at,
+        decision=decision,
+    )
+
+
+def _current_reviews(session, item_ids: list[str]) -> dict[str, Review]:
+    if not item_ids:
+        return {}
+    rows = session.scalars(
+        select(Review).where(Review.item_id.in_(item_ids), Review.undone_at.is_(None)).order_by(Review.id)
+    )
+    return {r.item_id: r for r in rows}
+
+
+def get(item_id: str, *, engine=None) -> ItemOut:
+    with reading(engine) as session:
+        item = session.get(Item, item_id)
+        if item is None:
+            raise ItemNotFound(item_id)
+        return to_out(item, _current_reviews(session, [item_id]).get(item_id))
+
+
+def get_by_external_id(queue: str, external_id: str, *, engine=None) -> ItemOut:
+    with reading(engine) as session:
+        item = session.scalars(select(Item).where(Item.queue == queue, Item.external_id == external_id)).first()
+        if item is None:
+            raise ItemNotFound(f"{queue}/{external_id}")
+        return to_out(item, _current_reviews(session, [item.id]).get(item.id))
+
+
+@dataclass
+class ItemFilter:
+    """What Browse and ``GET /v1/items`` filter on. Every field is optional."""
+
+    queues: list[str] | None = None
+    statuses: list[str] | None = None
+    verdicts: list[str] | None = None
+    models: list[str] | None = None
+    model_versions: list[str] | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    updated_since: datetime | None = None
+    text: str | None = None
+    extra: list = field(default_factory=list)
+
+    def clauses(self) -> list:
+        c = []
+        if self.queues:
+            c.append(Item.queue.in_(self.queues))
+        if self.statuses:
+            c.append(Item.status.in_(self.statuses))
+        if self.verdicts:
+            c.append(Item.status.in_([{"approve": "approved", "correct": "corrected", "reject": "rejected"}[v]
+                                      for v in self.verdicts]))
+        if self.models:
+            c.append(Item.model.in_(self.models))
+        if self.model_versions:
+            c.append(Item.model_version.in_(self.model_versions))
+        if self.min_confidence is not None:
+            c.append(Item.confidence >= self.min_confidence)
+        if self.max_confidence is not None:
+            c.append(Item.confidence <= self.max_confidence)
+        if self.created_from is not None:
+            c.append(Item.created_at >= self.created_from)
+        if self.created_to is not None:
+            c.append(Item.created_at < self.created_to)
+        if self.updated_since is not None:
+            c.append(Item.updated_at >= self.updated_since)
+        if self.text:
+            pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            c.append(or_(
+                cast(Item.input, String).ilike(pattern, escape="\\"),
+                cast(Item.output, String).ilike(pattern, escape="\\"),
+            ))
+        return c + list(self.extra)
+
+
+def encode_cursor(*values) -> str:
+    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(values, list):
+            raise ValueError
+        return values
+    except Exception:
+        raise ValidationFailed.of([{"loc": ["cursor"], "msg": "not a cursor this server issued", "type": "value_error"}]) from None
+
+
+def poll(flt: ItemFilter, *, limit: int = 100, cursor: str | None = None, engine=None) -> tuple[list[ItemOut], str | None]:
+    """Items ordered by (updated_at, id), for apps that poll for changes: keyset
+    pagination, so a page costs the same however deep it is."""
+    stmt = select(Item).where(*flt.clauses()).order_by(Item.updated_at, Item.id).limit(limit + 1)
+    if cursor:
+        values = decode_cursor(cursor)
+        try:
+            after_at, after_id = clock.parse(values[0]), str(values[1])
+        except Exception:
+            raise ValidationFailed.of([{"loc": ["cursor"], "msg": "malformed cursor", "type": "value_error"}]) from None
+        stmt = stmt.where(or_(Item.updated_at > after_at, and_(Item.updated_at == after_at, Item.id > after_id)))
+    with reading(engine) as session:
+        rows = list(session.scalars(stmt))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        reviews = _current_reviews(session, [r.id for r in rows])
+        out = [to_out(r, reviews.get(r.id)) for r in rows]
+    next_cursor = encode_cursor(rows[-1].updated_at, rows[-1].id) if more else None
+    return out, next_cursor
+
+
+def page(flt: ItemFilter, *, limit: int = 50, offset: int = 0, engine=None) -> list[Item]:
+    """One page for Browse, newest first (an index walk on the primary key)."""
+    stmt = select(Item).where(*flt.clauses()).order_by(Item.id.desc()).offset(offset).limit(limit)
+    with reading(engine) as session:
+        return list(session.scalars(stmt))
+
+
+def count(flt: ItemFilter, *, engine=None, cap: int | None = None) -> int:
+    """How many items match. With ``cap``, stop counting there (fast on huge tables)."""
+    inner = select(Item.id).where(*flt.clauses())
+    if cap is not None:
+        inner = inner.limit(cap)
+    with reading(engine) as session:
+        return session.scalar(select(func.count()).select_from(inner.subquery()))

@@ -1,0 +1,152 @@
+"""The tables. Shared by storage, the API and the UI (SQLModel), changed only through
+Alembic migrations (``reviewqueue/migrations``).
+
+Design rules that later features rely on:
+- a decision is a row of its own (``reviews``), never columns overwritten on the item,
+  so several reviewers per item, consensus and gold items fit without a rewrite;
+- every change to an item or a queue is also an append-only ``events`` row;
+- nothing is deleted: an undone decision is marked ``undone_at``, a revoked token
+  ``revoked_at``, a removed user ``active = False``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from . import clock
+
+#: JSON on SQLite, JSONB on PostgreSQL.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _json(nullable: bool = True, name: str | None = None) -> Any:
+    if name:
+        return Column(name, JSONType, nullable=nullable)
+    return Column(JSONType, nullable=nullable)
+
+
+ITEM_STATUSES = ("pending", "in_review", "approved", "corrected", "rejected", "auto_accepted")
+DECIDED_STATUSES = ("approved", "corrected", "rejected")
+ROUTES = ("below_threshold", "label_threshold", "audit_sample", "auto_accepted")
+VERDICTS = ("approve", "correct", "reject")
+ROLES = ("reviewer", "admin")
+VERDICT_STATUS = {"approve": "approved", "correct": "corrected", "reject": "rejected"}
+
+DEFAULT_REJECT_REASONS = ["incorrect", "unsupported_by_sources", "harmful", "off_topic", "other"]
+
+
+class Queue(SQLModel, table=True):
+    __tablename__ = "queues"
+
+    name: str = Field(primary_key=True, max_length=64)
+    description: str = Field(default="")
+    threshold: float = Field(default=0.8)
+    label_thresholds: dict[str, float] = Field(default_factory=dict, sa_column=_json(False))
+    audit_rate: float = Field(default=0.02)
+    lease_seconds: int = Field(default=600)
+    reviews_required: int = Field(default=1)
+    labels: list[str] = Field(default_factory=list, sa_column=_json(False))
+    reject_reasons: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REJECT_REASONS), sa_column=_json(False)
+    )
+    created_at: datetime = Field(default_factory=clock.now)
+    updated_at: datetime = Field(default_factory=clock.now)
+
+
+class Item(SQLModel, table=True):
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("queue", "external_id", name="uq_items_queue_external_id"),
+        # The claim query walks this index in order: equality on (queue, status),
+        # then claim_order ascending is exactly "most urgent first".
+        Index("ix_items_claim", "queue", "status", "claim_order"),
+        # Lease-expiry sweep and "what do I hold" look-ups.
+        Index("ix_items_lease", "queue", "status", "lease_expires_at"),
+        Index("ix_items_updated", "updated_at", "id"),
+        Index("ix_items_decided", "decided_at"),
+        Index("ix_items_queue_created", "queue", "created_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    queue: str = Field(foreign_key="queues.name", max_length=64)
+    external_id: str | None = Field(default=None, max_length=256)
+    input: Any = Field(default=None, sa_column=_json(True))
+    output: Any = Field(default=None, sa_column=_json(True))
+    confidence: float
+    predicted_label: str | None = Field(default=None, max_length=256)
+    model: str | None = Field(default=None, max_length=256)
+    model_version: str | None = Field(default=None, max_length=256)
+    context: list[dict[str, Any]] = Field(default_factory=list, sa_column=_json(False))
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=_json(False, name="metadata"))
+    priority: int = Field(default=0)
+    status: str = Field(max_length=16)
+    route: str = Field(max_length=16)
+    #: Text key whose ascending order is the claim order: priority descending, then
+    #: confidence ascending, then id (time) ascending. One plain index serves it on
+    #: both backends, where a mixed-direction index would not.
+    claim_order: str = Field(max_length=64)
+    lease_holder: str | None = Field(default=None, max_length=128)
+    lease_expires_at: datetime | None = Field(default=None)
+    created_at: datetime = Field(default_factory=clock.now)
+    updated_at: datetime = Field(default_factory=clock.now)
+    decided_at: datetime | None = Field(default=None)
+
+
+class Review(SQLModel, table=True):
+    """One reviewer's decision on one item."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        Index("ix_reviews_item", "item_id"),
+        Index("ix_reviews_queue_created", "queue", "created_at"),
+        Index("ix_reviews_reviewer_created", "reviewer", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: str = Field(foreign_key="items.id", max_length=36)
+    queue: str = Field(max_length=64)
+    reviewer: str = Field(max_length=128)
+    verdict: str = Field(max_length=16)
+    final_output: Any = Field(default=None, sa_column=_json(True))
+    final_label: str | None = Field(default=None, max_length=256)
+    reason: str | None = Field(default=None, max_length=128)
+    comment: str | None = Field(default=None)
+    seconds_spent: float | None = Field(default=None)
+    created_at: datetime = Field(default_factory=clock.now)
+    #: Set when the reviewer undid this decision; the row stays for the audit trail.
+    undone_at: datetime | None = Field(default=None)
+
+
+class Event(SQLModel, table=True):
+    """Append-only audit log: who changed what, when, from what to what."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_item", "item_id", "id"),
+        Index("ix_events_at", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=clock.now)
+    actor: str = Field(max_length=128)
+    kind: str = Field(max_length=64)
+    item_id: str | None = Field(default=None, max_length=36)
+    queue: str | None = Field(default=None, max_length=64)
+    before: Any = Field(default=None, sa_column=_json(True))
+    after: Any = Field(default=None, sa_column=_json(True))
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    name: str = Field(primary_key=True, max_length=128)
+    role: str = Field(default="reviewer", max_length=16)
+    email: str | None = Field(default=None, max_length=256, unique=True)
+    password_hash: str | None = Field(default=None, max_length=256)
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=clock.now)

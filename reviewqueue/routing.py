@@ -1,0 +1,61 @@
+"""Which outputs a human must see. Pure functions: no database, no clock.
+
+- Below the threshold (the label's own threshold when the queue sets one for the
+  predicted label): review.
+- Otherwise a deterministic audit sample of ``audit_rate``: the draw is a hash of the
+  queue and the item's key (its external_id, or its content), so resubmitting the
+  same output can never flip it in or out of the sample.
+- The rest is stored as ``auto_accepted``: calibration needs the whole distribution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+PENDING = "pending"
+AUTO_ACCEPTED = "auto_accepted"
+
+
+def threshold_for(threshold: float, label_thresholds: dict[str, float], label: str | None) -> tuple[float, bool]:
+    """The threshold that applies and whether it is a per-label one."""
+    if label is not None and label in label_thresholds:
+        return float(label_thresholds[label]), True
+    return float(threshold), False
+
+
+def content_key(input: Any, output: Any, model: str | None, model_version: str | None) -> str:
+    """Stands in for external_id in the audit draw when the app gave none."""
+    blob = json.dumps([input, output, model, model_version], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def audit_draw(queue: str, key: str) -> float:
+    """A number in [0, 1) fixed by (queue, key): compare it with the audit rate."""
+    digest = hashlib.sha256(f"{queue}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def route(
+    *,
+    queue: str,
+    threshold: float,
+    label_thresholds: dict[str, float],
+    audit_rate: float,
+    confidence: float,
+    predicted_label: str | None,
+    key: str,
+) -> tuple[str, str]:
+    """Return ``(status, route)`` for a new item."""
+    limit, per_label = threshold_for(threshold, label_thresholds, predicted_label)
+    if confidence < limit:
+        return PENDING, ("label_threshold" if per_label else "below_threshold")
+    if audit_rate > 0 and audit_draw(queue, key) < audit_rate:
+        return PENDING, "audit_sample"
+    return AUTO_ACCEPTED, "auto_accepted"
+
+
+def claim_order(priority: int, confidence: float, item_id: str) -> str:
+    """Sort key whose ascending text order is the claim order (see ``models.Item``)."""
+    return f"{1000 - priority:04d}{confidence:.12f}{item_id}"

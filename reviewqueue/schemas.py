@@ -1,0 +1,166 @@
+"""Wire models: what goes in and out of reviewqueue, validated at the edge.
+
+The same classes serve the Python API (``reviewqueue.ingest``), the HTTP API (FastAPI
+builds its OpenAPI schema from them) and the Python client.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+QueueName = Annotated[str, StringConstraints(pattern=QUEUE_NAME_PATTERN)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+#: A model input or output: plain text, or any JSON object or array.
+Payload = str | dict[str, Any] | list[Any]
+
+Verdict = Literal["approve", "correct", "reject"]
+Route = Literal["below_threshold", "label_threshold", "audit_sample", "auto_accepted"]
+Status = Literal["pending", "in_review", "approved", "corrected", "rejected", "auto_accepted"]
+
+
+class ContextSource(BaseModel):
+    """A retrieved source behind a grounded (RAG) answer."""
+
+    model_config = ConfigDict(extra="allow")
+
+    title: str | None = None
+    text: str = ""
+    url: str | None = None
+
+
+class ItemIn(BaseModel):
+    """One model output submitted for routing (and maybe review)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: QueueName
+    input: Payload
+    output: Payload
+    confidence: Probability = Field(description="The model's confidence, a finite number in [0, 1].")
+    external_id: ShortText | None = Field(
+        default=None, description="Your idempotency key: the same (queue, external_id) is stored once."
+    )
+    model: ShortText | None = None
+    model_version: ShortText | None = None
+    predicted_label: ShortText | None = None
+    context: list[ContextSource] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    priority: int = Field(default=0, ge=-1000, le=1000, strict=True, description="Higher is reviewed first.")
+
+
+class SubmitResult(BaseModel):
+    id: str
+    queue: str
+    status: Status
+    route: Route
+    duplicate: bool = False
+
+
+class QueueSettings(BaseModel):
+    """A queue's settings; every field optional so the same model updates a queue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=2000)
+    threshold: Probability | None = Field(
+        default=None, description="Outputs with confidence below this go to review (default 0.8)."
+    )
+    label_thresholds: dict[ShortText, Probability] | None = Field(
+        default=None, description="Per predicted label, overriding threshold."
+    )
+    audit_rate: Probability | None = Field(
+        default=None, description="Fraction of above-threshold outputs still reviewed (default 0.02)."
+    )
+    lease_seconds: int | None = Field(default=None, ge=10, le=86400)
+    reviews_required: int | None = Field(
+        default=None, ge=1, le=1, description="Reviews per item. Only 1 is supported in this release."
+    )
+    labels: list[ShortText] | None = Field(default=None, max_length=1000)
+    reject_reasons: list[ShortText] | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("labels", "reject_reasons")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("entries must be unique")
+        return value
+
+
+class QueueOut(BaseModel):
+    name: str
+    description: str
+    threshold: float
+    label_thresholds: dict[str, float]
+    audit_rate: float
+    lease_seconds: int
+    reviews_required: int
+    labels: list[str]
+    reject_reasons: list[str]
+    counts: dict[str, int] = Field(default_factory=dict)
+    oldest_pending_at: datetime | None = None
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Verdict
+    final_output: Payload | None = Field(default=None, description="Required for 'correct' unless final_label changes.")
+    final_label: ShortText | None = None
+    reason: ShortText | None = Field(default=None, description="Required for 'reject': one of the queue's reject_reasons.")
+    comment: str | None = Field(default=None, max_length=10_000)
+    seconds_spent: float | None = Field(default=None, ge=0, le=86400 * 7, allow_inf_nan=False)
+
+
+class DecisionOut(BaseModel):
+    verdict: Verdict
+    final_output: Any = None
+    final_label: str | None = None
+    reason: str | None = None
+    comment: str | None = None
+    reviewer: str
+    decided_at: datetime
+
+
+class ReviewOut(BaseModel):
+    """One stored decision (a row of ``reviews``)."""
+
+    id: int
+    item_id: str
+    queue: str
+    reviewer: str
+    verdict: Verdict
+    final_output: Any = None
+    final_label: str | None = None
+    reason: str | None = None
+    comment: str | None = None
+    seconds_spent: float | None = None
+    created_at: datetime
+    undone_at: datetime | None = None
+
+
+class ItemOut(BaseModel):
+    id: str
+    queue: str
+    external_id: str | None
+    input: Any
+    output: Any
+    confidence: float
+    predicted_label: str | None
+    model: str | None
+    model_version: str | None
+    context: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    priority: int
+    status: Status
+    route: Route
+    lease_holder: str | None = None
+    lease_expires_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    decision: DecisionOut | None = None

@@ -1,0 +1,117 @@
+"""Shared fixtures. Every test that takes ``engine`` runs on SQLite and, when
+``REVIEWQUEUE_TEST_POSTGRES_URL`` is set, on PostgreSQL too."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from sqlalchemy import text
+
+from reviewqueue import db, queues, users
+from reviewqueue.settings import get_settings
+
+PG_URL = os.environ.get("REVIEWQUEUE_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = db.make_engine(f"sqlite:///{path}", pool=False)
+    db.upgrade(engine)
+    engine.dispose()  # the last connection to close checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_migrated():
+    if not PG_URL:
+        return None
+    engine = db.make_engine(PG_URL, pool=False)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    db.upgrade(engine)
+    engine.dispose()
+    return db.normalise_url(PG_URL)
+
+
+def _truncate_pg(url: str) -> None:
+    engine = db.get_engine(url)
+    with engine.begin() as conn:
+        tables = [r[0] for r in conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        ))]
+        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path, monkeypatch):
+    if request.param == "sqlite":
+        path = tmp_path / "reviewqueue.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("pg_migrated")
+        _truncate_pg(url)
+    monkeypatch.setenv("REVIEWQUEUE_DATABASE_URL", url)
+    monkeypatch.setenv("REVIEWQUEUE_EXPORT_DIR", str(tmp_path / "exports"))
+    get_settings.cache_clear()
+    users.reset_rate_limits()
+    yield url
+    db.dispose_engines()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def engine(db_url):
+    return db.get_engine(db_url)
+
+
+@pytest.fixture
+def queue(engine):
+    """A plain free-text queue: threshold 0.8, no audit sample."""
+    return queues.create("support", {"threshold": 0.8, "audit_rate": 0.0, "lease_seconds": 60}, engine=engine)
+
+
+@pytest.fixture
+def label_queue(engine):
+    return queues.create(
+        "tickets",
+        {"threshold": 0.7, "audit_rate": 0.0, "labels": ["billing", "bug", "other"],
+         "label_thresholds": {"billing": 0.9}, "reject_reasons": ["ambiguous", "spam"]},
+        engine=engine,
+    )
+
+
+def item(i: int = 0, **over):
+    base = {"queue": "support", "input": f"question {i}", "output": f"answer {i}", "confidence": 0.5,
+            "external_id": f"ext-{i}"}
+    base.update(over)
+    return base
+
+
+class Clock:
+    """Patchable time: ``clock.advance(seconds)``."""
+
+    def __init__(self, monkeypatch):
+        from reviewqueue import clock as real
+
+        self._offset = 0.0
+        self._real_now = real.now
+        monkeypatch.setattr(real, "now", self.now)
+
+    def now(self):
+        from datetime import timedelta
+
+        return self._real_now() + timedelta(seconds=self._offset)
+
+    def advance(self, seconds: float) -> None:
+        self._offset += seconds
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    return Clock(monkeypatch)
