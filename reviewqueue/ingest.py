@@ -16,10 +16,14 @@ because ORM objects cost several times the database's own insert time (see
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from json.encoder import encode_basestring
 from typing import Any
 
 from pydantic import ValidationError
@@ -42,10 +46,19 @@ _COLUMNS = (
 _JSON_COLUMNS = {"input", "output", "context", "metadata"}
 _TIME_COLUMNS = {"created_at", "updated_at"}
 _CHUNK = 5000
+_ANALYZE_AFTER = 10_000
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # Most inputs and outputs are plain text: encode those with the C string encoder
+    # directly; everything else strictly (NaN and infinity are not JSON).
+    if type(value) is str:
+        return encode_basestring(value)
+    return _encode(value)
+
+
+# One encoder for all calls: json.dumps with options builds a new one each time.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def _insert_sql(dialect: str) -> str:
@@ -81,6 +94,21 @@ def _validate(items: Iterable[ItemIn | Mapping[str, Any]], single: bool) -> list
     return valid
 
 
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while a batch is built. A big batch keeps
+    hundreds of thousands of objects alive, and each automatic collection walks all
+    of them: measured, validation alone ran 3x slower with it on. Nothing here makes
+    reference cycles, so reference counting still frees everything."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def submit(item: ItemIn | Mapping[str, Any], *, actor: str = "python", engine=None) -> SubmitResult:
     """Route and store one output. Raises ``ValidationFailed``, ``QueueNotFound``, ``PayloadTooLarge``."""
     return _submit(_validate([item], single=True), actor=actor, engine=engine, single=True)[0]
@@ -90,7 +118,8 @@ def submit_many(
     items: Iterable[ItemIn | Mapping[str, Any]], *, actor: str = "python", engine=None
 ) -> list[SubmitResult]:
     """Route and store many outputs atomically; results come back in the same order."""
-    return _submit(_validate(items, single=False), actor=actor, engine=engine, single=False)
+    with _gc_paused():
+        return _submit(_validate(items, single=False), actor=actor, engine=engine, single=False)
 
 
 def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[SubmitResult]:
@@ -118,6 +147,8 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
             err.detail = err.message
             raise err
 
+        # Plain values: reading ORM attributes once per item showed up in profiles.
+        settings = {q.name: (q.threshold, q.label_thresholds, q.audit_rate) for q in queues.values()}
         rows: list[tuple] = []
         results: list[SubmitResult | None] = []
         first_of: dict[tuple[str, str], int] = {}
@@ -131,9 +162,16 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
                     results.append(None)
                     continue
                 first_of[key] = index
-            inp, out = _dumps(item.input), _dumps(item.output)
-            ctx = _dumps([c.model_dump(exclude_none=True) for c in item.context]) if item.context else "[]"
-            meta = _dumps(item.metadata) if item.metadata else "{}"
+            try:
+                inp, out = _dumps(item.input), _dumps(item.output)
+                ctx = _dumps([c.model_dump(exclude_none=True) for c in item.context]) if item.context else "[]"
+                meta = _dumps(item.metadata) if item.metadata else "{}"
+            except (ValueError, TypeError) as exc:
+                raise ValidationFailed.of([{
+                    "loc": [] if single else ["items", index],
+                    "msg": f"not representable as JSON ({exc}); NaN and infinity are not allowed in JSON fields",
+                    "type": "json_invalid",
+                }]) from None
             size = len(inp) + len(out) + len(ctx) + len(meta)
             if size * 4 > limit:  # cheap bound first: a character is at most 4 bytes
                 size = sum(len(s.encode()) for s in (inp, out, ctx, meta))
@@ -144,13 +182,13 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
                         "type": "too_large",
                     })
                     continue
-            queue = queues[item.queue]
+            threshold, label_thresholds, audit_rate = settings[item.queue]
             audit_key = item.external_id or hashlib.sha256(
                 _dumps([item.input, item.output, item.model, item.model_version]).encode()
             ).hexdigest()
             status, how = route(
-                queue=item.queue, threshold=queue.threshold, label_thresholds=queue.label_thresholds,
-                audit_rate=queue.audit_rate, confidence=item.confidence,
+                queue=item.queue, threshold=threshold, label_thresholds=label_thresholds,
+                audit_rate=audit_rate, confidence=item.confidence,
                 predicted_label=item.predicted_label, key=audit_key,
             )
             item_id = uuid7()
@@ -159,7 +197,7 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
                 item.model, item.model_version, ctx, meta, item.priority, status, how,
                 claim_order(item.priority, item.confidence, item_id), stamp, stamp,
             ))
-            results.append(SubmitResult(id=item_id, queue=item.queue, status=status, route=how))
+            results.append(SubmitResult(item_id, item.queue, status, how))
         if too_large:
             raise PayloadTooLarge(too_large[0]["msg"] if single else f"{len(too_large)} item(s) too large", detail=too_large)
 
@@ -171,7 +209,7 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
         if inserted != len(rows):
             _mark_duplicates(session, results, first_of)
         for index, first in repeats:
-            results[index] = results[first].model_copy(update={"duplicate": True})
+            results[index] = replace(results[first], duplicate=True)
 
         new = [r for r in results if not r.duplicate]
         per_queue: dict[str, Counter] = {}
@@ -183,6 +221,12 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
                 item_id=new[0].id if single else None,
                 after={"count": sum(routes.values()), "routes": dict(routes)}, at=now,
             )
+    if engine.dialect.name == "postgresql" and len(rows) >= _ANALYZE_AFTER:
+        # Fresh statistics right away: with the stale ones PostgreSQL plans the claim
+        # query as "sort every pending row", until autovacuum gets round to it.
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE items")
+            conn.commit()
     return results  # type: ignore[return-value]
 
 

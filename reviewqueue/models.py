@@ -63,10 +63,10 @@ class Item(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("queue", "external_id", name="uq_items_queue_external_id"),
         # The claim query walks this index in order: equality on (queue, status),
-        # then claim_order ascending is exactly "most urgent first".
+        # then claim_order ascending is exactly "most urgent first". The lease sweep
+        # uses its (queue, 'in_review') prefix, which holds only leased rows. (A
+        # separate lease index tempted PostgreSQL into sorting every pending row.)
         Index("ix_items_claim", "queue", "status", "claim_order"),
-        # Lease-expiry sweep and "what do I hold" look-ups.
-        Index("ix_items_lease", "queue", "status", "lease_expires_at"),
         Index("ix_items_updated", "updated_at", "id"),
         Index("ix_items_decided", "decided_at"),
         Index("ix_items_queue_created", "queue", "created_at"),

@@ -6,6 +6,7 @@ builds its OpenAPI schema from them) and the Python client.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -54,7 +55,11 @@ class ItemIn(BaseModel):
     priority: int = Field(default=0, ge=-1000, le=1000, strict=True, description="Higher is reviewed first.")
 
 
-class SubmitResult(BaseModel):
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """Where a submitted output went. A plain dataclass, not a pydantic model: bulk
+    ingest makes one per item, and this costs a tenth as much to build."""
+
     id: str
     queue: str
     status: Status

@@ -25,17 +25,35 @@ def sqlite_template(tmp_path_factory):
     return path
 
 
+def _worker_database(url: str) -> str:
+    """Under pytest-xdist each worker gets its own database, made fresh."""
+    from sqlalchemy.engine import make_url
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    admin = db.make_engine(url, pool=False).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def pg_migrated():
     if not PG_URL:
         return None
-    engine = db.make_engine(PG_URL, pool=False)
+    url = _worker_database(db.normalise_url(PG_URL))
+    engine = db.make_engine(url, pool=False)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     db.upgrade(engine)
     engine.dispose()
-    return db.normalise_url(PG_URL)
+    return url
 
 
 def _truncate_pg(url: str) -> None:

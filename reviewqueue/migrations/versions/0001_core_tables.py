@@ -83,7 +83,6 @@ def upgrade() -> None:
     with op.batch_alter_table('items', schema=None) as batch_op:
         batch_op.create_index('ix_items_claim', ['queue', 'status', 'claim_order'], unique=False)
         batch_op.create_index('ix_items_decided', ['decided_at'], unique=False)
-        batch_op.create_index('ix_items_lease', ['queue', 'status', 'lease_expires_at'], unique=False)
         batch_op.create_index('ix_items_queue_created', ['queue', 'created_at'], unique=False)
         batch_op.create_index('ix_items_updated', ['updated_at', 'id'], unique=False)
 
@@ -122,7 +121,6 @@ def downgrade() -> None:
     with op.batch_alter_table('items', schema=None) as batch_op:
         batch_op.drop_index('ix_items_updated')
         batch_op.drop_index('ix_items_queue_created')
-        batch_op.drop_index('ix_items_lease')
         batch_op.drop_index('ix_items_decided')
         batch_op.drop_index('ix_items_claim')
 

@@ -1,0 +1,124 @@
+"""Realistic demo data: a support-reply queue (free text with retrieved sources) and a
+ticket-triage queue (classification), a few hundred items, and two demo accounts."""
+
+from __future__ import annotations
+
+import random
+
+from . import ingest, queues, users
+from .db import reading
+from .models import Queue
+
+DEMO_USERS = [("admin", "admin", "admin-demo-2026"), ("reviewer", "reviewer", "reviewer-demo-2026")]
+
+_PRODUCTS = ["Starter plan", "Pro plan", "Team plan", "mobile app", "desktop app", "API"]
+_QUESTIONS = [
+    ("How do I reset my password on the {p}?", "password"),
+    ("Can I get a refund for the {p}? I was charged twice this month.", "refund"),
+    ("Why is the {p} so slow since yesterday's update?", "performance"),
+    ("How do I export my data from the {p} to CSV?", "export"),
+    ("Is there a discount for nonprofits on the {p}?", "pricing"),
+    ("My invoice for the {p} shows the wrong VAT number. How do I fix it?", "invoice"),
+    ("Does the {p} support single sign-on with Okta?", "sso"),
+    ("How do I cancel the {p} before the renewal date?", "cancel"),
+]
+_SOURCES = {
+    "password": ("Resetting your password", "Go to Settings > Security and choose 'Reset password'. A link valid for 30 minutes is e-mailed to you."),
+    "refund": ("Refund policy", "Duplicate charges are refunded in full within 5-7 business days. Annual plans are refundable within 14 days."),
+    "performance": ("Known issues", "Version 4.2 introduced a sync slowdown for workspaces over 10 GB; a fix ships in 4.2.1."),
+    "export": ("Exporting data", "Admins can export any workspace from Settings > Data > Export. CSV and JSON are supported."),
+    "pricing": ("Pricing FAQ", "Registered nonprofits get 50% off the Pro and Team plans. Apply from the billing page."),
+    "invoice": ("Invoices and tax", "Update your tax ID under Billing > Company details; new invoices use it, past ones can be reissued on request."),
+    "sso": ("Single sign-on", "SAML and OIDC single sign-on (Okta, Azure AD, Google) are available on the Team plan."),
+    "cancel": ("Cancelling a subscription", "Cancel any time from Billing > Plan. You keep access until the end of the paid period."),
+}
+_GOOD = {
+    "password": "You can reset it under Settings > Security > Reset password. We'll e-mail you a link that works for 30 minutes.",
+    "refund": "Sorry about the double charge! Duplicate charges are refunded in full; you'll see the money back within 5-7 business days.",
+    "performance": "Thanks for flagging this. Version 4.2 slowed syncing for large workspaces; version 4.2.1 fixes it and is rolling out now.",
+    "export": "An admin can export the workspace from Settings > Data > Export and pick CSV.",
+    "pricing": "Yes: registered nonprofits get 50% off Pro and Team. You can apply from the billing page.",
+    "invoice": "Update the tax ID under Billing > Company details. New invoices will use it, and we can reissue past ones on request.",
+    "sso": "Yes, Okta works through SAML or OIDC single sign-on, which is included in the Team plan.",
+    "cancel": "You can cancel from Billing > Plan at any time and keep access until the end of the period you paid for.",
+}
+_BAD = {
+    "password": "Passwords cannot be reset; please create a new account.",
+    "refund": "Refunds are not possible under any circumstances.",
+    "performance": "The app is not slow; please check your internet connection.",
+    "export": "Data export is only available through our enterprise API for an extra fee.",
+    "pricing": "We do not offer discounts. **Contact sales** for pricing ![badge](http://127.0.0.1:9/pixel.png)",
+    "invoice": "VAT numbers cannot be changed after purchase. <b>Sorry!</b>",
+    "sso": "SSO is available on all plans including Starter.",
+    "cancel": "You need to call our support line to cancel.",
+}
+_TICKETS = [
+    ("I was billed $49 but my plan is $29. Please fix.", "billing"),
+    ("Refund request for order #{n}, charged twice.", "billing"),
+    ("The export button does nothing in Firefox.", "bug"),
+    ("App crashes when I open a board with 500+ cards.", "bug"),
+    ("Login loop after enabling 2FA, can't get in.", "account"),
+    ("Please change the owner of our workspace to maria@example.com", "account"),
+    ("Would love a dark mode for the desktop app!", "feature_request"),
+    ("Can you add Gantt charts?", "feature_request"),
+    ("Do you have an office in Berlin?", "other"),
+    ("Where can I find your security whitepaper?", "other"),
+]
+TICKET_LABELS = ["billing", "bug", "account", "feature_request", "other"]
+
+
+def seed(*, n_support: int = 240, n_tickets: int = 260, engine=None, seed_value: int = 7) -> dict[str, int]:
+    """Create the demo queues, users and items. Idempotent: re-running adds nothing."""
+    rng = random.Random(seed_value)
+    existing = set(queues.names(engine=engine))
+    if "support-replies" not in existing:
+        queues.create("support-replies", {
+            "description": "Drafted replies to customer questions, grounded in help-centre articles",
+            "threshold": 0.75, "audit_rate": 0.05, "lease_seconds": 600,
+            "reject_reasons": ["incorrect", "unsupported_by_sources", "tone", "harmful", "off_topic"],
+        }, actor="demo", engine=engine)
+    if "ticket-triage" not in existing:
+        queues.create("ticket-triage", {
+            "description": "Routing incoming tickets to the right team",
+            "threshold": 0.7, "audit_rate": 0.03, "labels": TICKET_LABELS,
+            "label_thresholds": {"billing": 0.85}, "reject_reasons": ["ambiguous", "spam", "not_a_ticket"],
+        }, actor="demo", engine=engine)
+
+    items = []
+    for i in range(n_support):
+        template, topic = rng.choice(_QUESTIONS)
+        product = rng.choice(_PRODUCTS)
+        good = rng.random() < 0.7
+        confidence = round(min(0.99, max(0.02, rng.gauss(0.78 if good else 0.45, 0.15))), 3)
+        title, text = _SOURCES[topic]
+        items.append({
+            "queue": "support-replies", "external_id": f"demo-reply-{i:04d}",
+            "input": template.format(p=product), "output": _GOOD[topic] if good else _BAD[topic],
+            "confidence": confidence, "model": "reply-drafter", "model_version": rng.choice(["2026-10-01", "2026-11-15"]),
+            "context": [{"title": title, "text": text, "url": f"https://help.example.com/articles/{topic}"}],
+            "metadata": {"channel": rng.choice(["email", "chat", "web"]), "customer_tier": rng.choice(["free", "paid"])},
+            "priority": 1 if rng.random() < 0.1 else 0,
+        })
+    for i in range(n_tickets):
+        text, label = rng.choice(_TICKETS)
+        right = rng.random() < 0.8
+        predicted = label if right else rng.choice([x for x in TICKET_LABELS if x != label])
+        confidence = round(min(0.99, max(0.05, rng.gauss(0.8 if right else 0.5, 0.14))), 3)
+        items.append({
+            "queue": "ticket-triage", "external_id": f"demo-ticket-{i:04d}",
+            "input": text.format(n=10000 + i), "output": predicted, "predicted_label": predicted,
+            "confidence": confidence, "model": "triage-classifier", "model_version": "v3",
+            "metadata": {"source": rng.choice(["email", "widget"])},
+        })
+    results = ingest.submit_many(items, actor="demo", engine=engine)
+    for name, role, password in DEMO_USERS:
+        if users.get(name, engine=engine) is None:
+            users.add(name, role=role, password=password, actor="demo", engine=engine)
+    return {"items": sum(not r.duplicate for r in results), "pending": sum(r.status == "pending" for r in results)}
+
+
+def is_empty(*, engine=None) -> bool:
+    with reading(engine) as session:
+        return session.get(Queue, "support-replies") is None and not session.exec(
+            Queue.__table__.select().limit(1)
+        ).first()

@@ -1,0 +1,94 @@
+"""The CLI end to end, through typer's runner and (for error output) a real process."""
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from reviewqueue import cli, items, queues, users
+from reviewqueue.errors import ValidationFailed
+
+runner = CliRunner()
+
+
+def run(*args, input=None):
+    result = runner.invoke(cli.app, list(args), input=input)
+    return result
+
+
+def test_init_and_queue_commands(db_url, engine):
+    assert run("init").exit_code == 0
+    r = run("queue", "create", "tickets", "--threshold", "0.7", "--label", "billing", "--label", "bug",
+            "--label-threshold", "billing=0.9", "--reject-reason", "spam", "--audit-rate", "0")
+    assert r.exit_code == 0, r.output
+    q = queues.get("tickets", engine=engine)
+    assert (q.threshold, q.labels, q.label_thresholds, q.reject_reasons) == (0.7, ["billing", "bug"], {"billing": 0.9}, ["spam"])
+    assert run("queue", "update", "tickets", "--threshold", "0.6").exit_code == 0
+    assert queues.get("tickets", engine=engine).threshold == 0.6
+    listing = run("queue", "list")
+    assert "tickets" in listing.output and "threshold" in listing.output
+    as_json = json.loads(run("queue", "list", "--json").output)
+    assert as_json[0]["name"] == "tickets"
+
+
+def test_bad_input_is_a_domain_error(db_url):
+    r = run("queue", "create", "Bad Name")
+    assert isinstance(r.exception, ValidationFailed)
+    r = run("queue", "create", "ok", "--label-threshold", "nonsense")
+    assert isinstance(r.exception, ValidationFailed)
+
+
+def test_errors_print_a_message_not_a_traceback(db_url, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "reviewqueue.cli", "queue", "update", "ghost", "--threshold", "0.5"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "error: queue 'ghost' does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_ingest_jsonl_reports_routes(db_url, engine, tmp_path):
+    run("queue", "create", "support", "--audit-rate", "0")
+    f = tmp_path / "items.jsonl"
+    lines = [{"input": f"q{i}", "output": f"a{i}", "confidence": 0.1 * i, "external_id": str(i)} for i in range(10)]
+    f.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    r = run("ingest", str(f), "--queue", "support")
+    assert r.exit_code == 0, r.output
+    assert "imported 10 item(s): 2 auto_accepted, 8 below_threshold; 0 already present" in r.output
+    r = run("ingest", str(f), "--queue", "support")
+    assert "imported 0 item(s)" in r.output and "10 already present" in r.output
+
+
+def test_ingest_bad_file_imports_nothing(db_url, engine, tmp_path):
+    run("queue", "create", "support")
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"queue": "support", "input": "a", "output": "b", "confidence": 0.5}\n{not json}\n'
+                 '{"queue": "support", "input": "a", "output": "b", "confidence": NaN}\n[1]\n')
+    r = run("ingest", str(f))
+    assert isinstance(r.exception, ValidationFailed)
+    assert "line 2: not valid JSON" in r.output
+    assert "line 3: confidence" in r.output
+    assert "line 4: expected a JSON object" in r.output
+    assert items.count(items.ItemFilter(), engine=engine) == 0
+
+
+def test_user_add_with_password_stdin(db_url, engine):
+    r = run("user", "add", "maria", "--role", "admin", "--password-stdin", input="s3cret-pass\n")
+    assert r.exit_code == 0, r.output
+    assert users.authenticate("maria", "s3cret-pass", engine=engine).role == "admin"
+    assert "maria" in run("user", "list").output
+    r = run("user", "add", "short", "--password-stdin", input="x\n")
+    assert isinstance(r.exception, ValidationFailed)
+
+
+def test_demo_seeds_queues_items_and_users(db_url, engine):
+    r = run("demo")
+    assert r.exit_code == 0, r.output
+    assert "admin-demo-2026" in r.output
+    overview = {q.name: q for q in queues.overview(engine=engine)}
+    assert set(overview) == {"support-replies", "ticket-triage"}
+    assert overview["support-replies"].counts["pending"] > 50
+    assert overview["ticket-triage"].labels
+    assert users.authenticate("reviewer", "reviewer-demo-2026", engine=engine).role == "reviewer"
+    assert run("demo").exit_code == 0  # idempotent
+    assert items.count(items.ItemFilter(), engine=engine) == 500

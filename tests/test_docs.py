@@ -1,0 +1,25 @@
+"""The README documents every CLI command: the docs cannot drift from the code."""
+
+from pathlib import Path
+
+import typer.main
+
+from reviewqueue import cli
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def _commands(group: typer.Typer, prefix: str = ""):
+    click_group = typer.main.get_command(group)
+    for name, command in click_group.commands.items():
+        full = f"{prefix}{name}"
+        if hasattr(command, "commands"):
+            for sub in command.commands:
+                yield f"{full} {sub}"
+        else:
+            yield full
+
+
+def test_every_cli_command_is_in_the_readme():
+    missing = [c for c in _commands(cli.app) if f"reviewqueue {c}" not in README]
+    assert missing == [], f"document these in README.md: {missing}"
