@@ -17,8 +17,9 @@ from typing import Annotated
 
 import typer
 
-from . import __version__, db, demo, ingest, queues, users
+from . import __version__, clock, db, demo, ingest, queues, tokens, users, webhooks
 from .errors import ReviewQueueError, ValidationFailed
+from .settings import get_settings
 
 app = typer.Typer(help="reviewqueue: the human-review queue for AI outputs.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -28,6 +29,10 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 app.add_typer(queue_app, name="queue")
 app.add_typer(user_app, name="user")
 app.add_typer(db_app, name="db")
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Webhooks that receive decisions.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def _engine():
@@ -253,6 +258,112 @@ def user_deactivate(name: str) -> None:
     typer.echo(f"deactivated {name}")
 
 
+# --- tokens and webhooks ------------------------------------------------------------
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option("--name", help="A name to list and revoke it by.")],
+    scope: Annotated[str, typer.Option("--scope", help="ingest, review, read or admin")],
+    queue: Annotated[list[str] | None, typer.Option("--queue", help="Limit to this queue; repeat.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="The user a review token acts as.")] = None,
+) -> None:
+    """Create an API token. The token is printed once, alone on the last line."""
+    _engine()
+    record, plaintext = tokens.create(name, scope, queues=queue or [], user=user, actor="cli")
+    limits = ", ".join(record.queues) or "all queues"
+    typer.echo(f"created {scope} token {name!r} for {limits}; store it now, it is not shown again:", err=True)
+    typer.echo(plaintext)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (never the tokens themselves)."""
+    _engine()
+    _echo_table([[t.name, t.scope, ",".join(t.queues) or "*", t.user or "", t.prefix + "...",
+                  "revoked" if t.revoked_at else "active", clock.iso(t.last_used_at) or ""]
+                 for t in tokens.all_tokens()],
+                ["name", "scope", "queues", "user", "token", "state", "last used"])
+
+
+@token_app.command("revoke")
+def token_revoke(name: str) -> None:
+    """Revoke a token by name; it stops working at once."""
+    _engine()
+    tokens.revoke(name, actor="cli")
+    typer.echo(f"revoked {name}")
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    queue: str, url: str,
+    secret: Annotated[str | None, typer.Option(help="Signing secret (default: generated).")] = None,
+) -> None:
+    """POST QUEUE's decisions to URL, signed. Prints the signing secret."""
+    _engine()
+    hook = webhooks.add(queue, url, secret=secret)
+    typer.echo(f"webhook {hook.id} for {queue} -> {url}")
+    typer.echo(f"signing secret: {hook.secret}")
+
+
+@webhooks_app.command("list")
+def webhooks_list() -> None:
+    """List webhooks."""
+    _engine()
+    _echo_table([[h.id, h.queue, h.url, "yes" if h.active else "no"] for h in webhooks.all_webhooks()],
+                ["id", "queue", "url", "active"])
+
+
+@webhooks_app.command("remove")
+def webhooks_remove(webhook_id: int) -> None:
+    """Stop sending to a webhook (pending deliveries stay visible)."""
+    _engine()
+    webhooks.remove(webhook_id)
+    typer.echo(f"webhook {webhook_id} deactivated")
+
+
+@webhooks_app.command("status")
+def webhooks_status() -> None:
+    """Deliveries per webhook: pending, delivered, failed, and the last error."""
+    _engine()
+    rows = webhooks.status()
+    if not rows:
+        typer.echo("no webhooks (add one: reviewqueue webhooks add QUEUE URL)")
+        return
+    _echo_table([[r["id"], r["queue"], r["url"], r["pending"], r["delivered"], r["failed"], r["last_error"] or ""]
+                 for r in rows], ["id", "queue", "url", "pending", "delivered", "failed", "last error"])
+
+
+@webhooks_app.command("worker")
+def webhooks_worker() -> None:
+    """Deliver webhooks in the foreground (reviewqueue api and up run this for you)."""
+    engine = _engine()
+    worker = webhooks.Worker(engine)
+    typer.echo("delivering webhooks; Ctrl-C to stop")
+    try:
+        worker.run()
+    except KeyboardInterrupt:
+        pass
+
+
+# --- servers ------------------------------------------------------------------------
+
+def api_command(host: str, port: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "--factory", "reviewqueue.api.app:create_app", "--host", host,
+            "--port", str(port), "--workers", str(workers), "--no-server-header", "--log-level", "warning"]
+
+
+@app.command("api")
+def api(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+) -> None:
+    """Run the HTTP API (uvicorn) with the webhook delivery worker."""
+    _engine()
+    os.environ["REVIEWQUEUE_WEBHOOK_WORKER"] = "1"
+    os.execv(sys.executable, api_command(host, port, workers))
+
+
 # --- demo and up --------------------------------------------------------------------
 
 def _print_logins() -> None:
@@ -289,24 +400,52 @@ def ui(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[int, 
 def up(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     ui_port: Annotated[int, typer.Option()] = 8501,
+    api_port: Annotated[int, typer.Option()] = 8000,
     no_demo: Annotated[bool, typer.Option("--no-demo", help="Do not seed demo data into an empty database.")] = False,
 ) -> None:
     """Create the database if needed, seed the demo when empty, start the app and print where it is."""
     engine = _engine()
-    seeded = False
     if not no_demo and demo.is_empty(engine=engine):
         demo.seed(engine=engine)
-        seeded = True
-    procs = [subprocess.Popen(ui_command(host, ui_port), start_new_session=True)]
+    demo_token = _demo_token(engine) if users.get("admin", engine=engine) is not None and not no_demo else None
+    env = {**os.environ, "REVIEWQUEUE_WEBHOOK_WORKER": "1"}
+    procs = [subprocess.Popen(ui_command(host, ui_port), start_new_session=True),
+             subprocess.Popen(api_command(host, api_port, 1), start_new_session=True, env=env)]
     typer.echo("")
     typer.echo(f"reviewqueue {__version__} is up")
     typer.echo(f"  review app : http://{host}:{ui_port}")
+    typer.echo(f"  HTTP API   : http://{host}:{api_port}  (docs at /docs)")
     typer.echo(f"  database   : {engine.url.render_as_string(hide_password=True)}")
-    if seeded or users.get("admin") is not None:
+    if demo_token:
         typer.echo("demo logins:")
         _print_logins()
+        typer.echo(f"  demo API token (admin): {demo_token}")
     typer.echo("press Ctrl-C to stop")
     _supervise(procs)
+
+
+def _demo_token(engine) -> str:
+    """The demo's admin API token: created with the demo, kept in data/demo-token so
+    every ``up`` can print it (only a hash is in the database)."""
+    path = Path(get_settings().export_dir).parent / "demo-token"
+    if path.exists():
+        try:
+            tokens.authenticate(path.read_text().strip(), engine=engine)
+            return path.read_text().strip()
+        except ReviewQueueError:
+            pass  # a token for another database: make a new one
+    if any(t.name == "demo" for t in tokens.all_tokens(engine=engine)):
+        tokens.revoke("demo", actor="demo", engine=engine)
+        with db.transaction(engine) as session:  # free the name for the new token
+            from .models import ApiToken
+            session.execute(
+                ApiToken.__table__.update().where(ApiToken.name == "demo").values(name=f"demo-revoked-{int(time.time())}")
+            )
+    _, plaintext = tokens.create("demo", "admin", user="admin", actor="demo", engine=engine)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(plaintext + "\n")
+    path.chmod(0o600)
+    return plaintext
 
 
 def _supervise(procs: list[subprocess.Popen]) -> None:

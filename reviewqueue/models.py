@@ -150,3 +150,59 @@ class User(SQLModel, table=True):
     password_hash: str | None = Field(default=None, max_length=256)
     active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=clock.now)
+
+
+TOKEN_SCOPES = ("ingest", "read", "review", "admin")
+
+
+class ApiToken(SQLModel, table=True):
+    """An API token. Only a SHA-256 hash is stored; the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, unique=True)
+    scope: str = Field(max_length=16)
+    #: Queues the token may touch; empty means all.
+    queues: list[str] = Field(default_factory=list, sa_column=_json(False))
+    #: The user a review-scope token acts as.
+    user: str | None = Field(default=None, foreign_key="users.name", max_length=128)
+    token_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=clock.now)
+    revoked_at: datetime | None = Field(default=None)
+    last_used_at: datetime | None = Field(default=None)
+
+
+class Webhook(SQLModel, table=True):
+    """Where a queue's decisions are POSTed, signed with ``secret``."""
+
+    __tablename__ = "webhooks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    queue: str = Field(foreign_key="queues.name", max_length=64, index=True)
+    url: str = Field(max_length=2048)
+    secret: str = Field(max_length=128)
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=clock.now)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The outbox: one row per (event, webhook), written in the decision's transaction."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=36, index=True)
+    webhook_id: int = Field(foreign_key="webhooks.id")
+    kind: str = Field(max_length=64)
+    #: The exact body sent, so the signature and every retry cover the same bytes.
+    body: str
+    #: pending (waiting or being retried), delivered, failed (gave up)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(default_factory=clock.now)
+    last_error: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=clock.now)
+    delivered_at: datetime | None = Field(default=None)

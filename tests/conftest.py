@@ -133,3 +133,62 @@ class Clock:
 @pytest.fixture
 def fake_clock(monkeypatch):
     return Clock(monkeypatch)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def api(db_url, engine):
+    """The API in-process (FastAPI's TestClient), lifespan included."""
+    from fastapi.testclient import TestClient
+
+    from reviewqueue.api.app import create_app
+
+    with TestClient(create_app(db_url, webhook_worker=False), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def make_token(engine):
+    from reviewqueue import tokens, users
+
+    def make(scope: str, *, queues=None, user=None, name=None):
+        if scope == "review" and user is None:
+            user = "rita"
+        if user and users.get(user, engine=engine) is None:
+            users.add(user, role="reviewer", password="password-123", engine=engine)
+        _, plaintext = tokens.create(name or f"{scope}-{len(tokens.all_tokens(engine=engine))}", scope,
+                                     queues=queues, user=user, engine=engine)
+        return {"Authorization": f"Bearer {plaintext}"}
+
+    return make
+
+
+@pytest.fixture
+def live_server(db_url, engine):
+    """The API on a real port (uvicorn in a thread): for concurrency and the client."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from reviewqueue.api.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(db_url, webhook_worker=False), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -1,0 +1,199 @@
+"""The HTTP API: a thin FastAPI shell over the domain. Routes authenticate, check the
+token's scope and queues, call one domain function, and shape the answer; every rule
+lives in the domain modules.
+
+Run it with ``reviewqueue api`` (uvicorn), or ``uvicorn --factory reviewqueue.api.app:create_app``.
+"""
+
+
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from .. import __version__, db, ingest, items, queues, review, tokens, webhooks
+from ..errors import AuthenticationFailed
+from ..items import ItemFilter
+from ..schemas import (
+    QUEUE_NAME_PATTERN,
+    DecisionIn,
+    ItemIn,
+    ItemOut,
+    QueueOut,
+    QueueSettings,
+    Status,
+    SubmitResult,
+)
+from ..settings import get_settings
+from . import errors, limits, prometheus
+
+log = logging.getLogger("reviewqueue.api")
+
+
+class BatchIn(BaseModel):
+    items: list[ItemIn] = Field(min_length=1, max_length=1000, description="Up to 1,000 items, stored atomically.")
+
+
+class BatchOut(BaseModel):
+    results: list[SubmitResult]
+
+
+class ItemPage(BaseModel):
+    items: list[ItemOut]
+    next_cursor: str | None
+
+
+class Health(BaseModel):
+    status: str
+
+
+def create_app(database_url: str | None = None, *, webhook_worker: bool | None = None) -> FastAPI:
+    settings = get_settings()
+    if webhook_worker is None:  # set by `reviewqueue api` / `up` for their uvicorn workers
+        webhook_worker = os.environ.get("REVIEWQUEUE_WEBHOOK_WORKER") == "1"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.engine = db.get_engine(database_url)
+        db.upgrade(app.state.engine)
+        worker = webhooks.Worker(app.state.engine).start() if webhook_worker else None
+        yield
+        if worker:
+            worker.stop()
+
+    app = FastAPI(
+        title="reviewqueue", version=__version__, lifespan=lifespan,
+        description="Post model outputs for human review and read the verdicts back. "
+                    "Every /v1 route takes `Authorization: Bearer <token>`.",
+    )
+    errors.install(app)
+
+    def limit_for(path: str) -> int:
+        if path == "/v1/items":
+            return settings.max_item_bytes + 64 * 1024  # one item plus its JSON envelope
+        return settings.max_request_bytes
+
+    app.add_middleware(limits.BodySizeLimit, limit_for=limit_for)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        prometheus.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
+                           time.perf_counter() - start)
+        return response
+
+    def engine(request: Request):
+        return request.app.state.engine
+
+    def principal(request: Request) -> tokens.Principal:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationFailed("missing token: send 'Authorization: Bearer <token>'")
+        return tokens.authenticate(token.strip(), engine=request.app.state.engine)
+
+    Caller = Annotated[tokens.Principal, Depends(principal)]
+    Engine = Annotated[Any, Depends(engine)]
+    ItemId = Annotated[str, Path(max_length=64)]
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    def healthz(eng: Engine):
+        try:
+            db.ping(eng)
+        except Exception as exc:  # the database did not answer
+            log.warning("health check failed: %s", exc)
+            return JSONResponse({"status": "unavailable", "detail": "database did not answer"}, status_code=503)
+        return {"status": "ok"}
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
+    def metrics(eng: Engine):
+        body, content_type = prometheus.render(eng)
+        return Response(body, media_type=content_type)
+
+    @app.post("/v1/items", response_model=SubmitResult, status_code=201, tags=["ingest"],
+              responses={200: {"description": "Seen before: the stored item, with duplicate=true"}})
+    def post_item(body: ItemIn, who: Caller, eng: Engine):
+        who.require("ingest")
+        who.require_queue(body.queue)
+        result = ingest.submit(body, actor=who.actor, engine=eng)
+        return JSONResponse(asdict(result), status_code=200 if result.duplicate else 201)
+
+    @app.post("/v1/items/batch", response_model=BatchOut, tags=["ingest"])
+    def post_batch(body: BatchIn, who: Caller, eng: Engine):
+        who.require("ingest")
+        for name in {i.queue for i in body.items}:
+            who.require_queue(name)
+        results = ingest.submit_many(body.items, actor=who.actor, engine=eng)
+        return JSONResponse({"results": [asdict(r) for r in results]})
+
+    @app.get("/v1/items/{item_id}", response_model=ItemOut, tags=["items"])
+    def get_item(item_id: ItemId, who: Caller, eng: Engine):
+        who.require("read")
+        item = items.get(item_id, engine=eng)
+        who.require_queue(item.queue)
+        return item
+
+    @app.get("/v1/items", response_model=ItemPage, tags=["items"])
+    def list_items(
+        who: Caller, eng: Engine,
+        queue: Annotated[str | None, Query(pattern=QUEUE_NAME_PATTERN)] = None,
+        status: Status | None = None,
+        updated_since: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(max_length=512)] = None,
+    ):
+        who.require("read")
+        if queue:
+            who.require_queue(queue)
+        flt = ItemFilter(queues=[queue] if queue else who.allowed_queues(),
+                         statuses=[status] if status else None, updated_since=updated_since)
+        page, next_cursor = items.poll(flt, limit=limit, cursor=cursor, engine=eng)
+        return {"items": page, "next_cursor": next_cursor}
+
+    @app.get("/v1/queues", response_model=list[QueueOut], tags=["queues"])
+    def list_queues(who: Caller, eng: Engine):
+        who.require("read")
+        return queues.overview(engine=eng, only=who.allowed_queues())
+
+    @app.put("/v1/queues/{name}", response_model=QueueOut, tags=["queues"],
+             responses={201: {"description": "Created"}})
+    def put_queue(name: Annotated[str, Path(pattern=QUEUE_NAME_PATTERN)], body: QueueSettings, who: Caller,
+                  eng: Engine):
+        who.require("admin")
+        who.require_queue(name)
+        _, created = queues.upsert(name, body, actor=who.actor, engine=eng)
+        out = queues.overview(engine=eng, only=[name])[0]
+        return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
+
+    @app.post("/v1/queues/{name}/claim", response_model=ItemOut, tags=["review"],
+              responses={204: {"description": "Nothing is waiting"}})
+    def claim(name: Annotated[str, Path(pattern=QUEUE_NAME_PATTERN)], who: Caller, eng: Engine):
+        who.require("review")
+        who.require_queue(name)
+        item = review.claim_next(name, who.actor, engine=eng)
+        if item is None:
+            return Response(status_code=204)
+        return item
+
+    @app.post("/v1/items/{item_id}/release", response_model=ItemOut, tags=["review"])
+    def release(item_id: ItemId, who: Caller, eng: Engine):
+        who.require("review")
+        who.require_queue(items.get(item_id, engine=eng).queue)
+        return review.release(item_id, who.actor, engine=eng)
+
+    @app.post("/v1/items/{item_id}/decision", response_model=ItemOut, tags=["review"])
+    def decide(item_id: ItemId, body: DecisionIn, who: Caller, eng: Engine):
+        who.require("review")
+        who.require_queue(items.get(item_id, engine=eng).queue)
+        review.decide(item_id, who.actor, body, engine=eng)
+        return items.get(item_id, engine=eng)
+
+    return app

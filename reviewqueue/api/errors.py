@@ -1,0 +1,40 @@
+"""The one place that turns errors into HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ..errors import AuthenticationFailed, ReviewQueueError
+
+log = logging.getLogger("reviewqueue.api")
+
+
+def _clean(errors) -> list[dict]:
+    # Never echo the input back: it may be megabytes, or a secret.
+    out = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        out.append({"loc": loc, "msg": err.get("msg", "invalid"), "type": err.get("type", "value_error")})
+    return out
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ReviewQueueError)
+    async def domain_error(_request: Request, exc: ReviewQueueError):
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationFailed) else None
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError):
+        return JSONResponse({"detail": _clean(exc.errors())}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)

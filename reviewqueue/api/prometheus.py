@@ -1,0 +1,56 @@
+"""``/metrics`` in Prometheus text format. Queue figures are read from the database at
+scrape time (the same in every worker); request latency is this process's own."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from .. import metrics
+
+REGISTRY = CollectorRegistry()
+LATENCY = Histogram(
+    "reviewqueue_http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+
+
+def observe(method: str, route: str, status: int, seconds: float) -> None:
+    LATENCY.labels(method, route, str(status)).observe(seconds)
+
+
+class _QueueCollector:
+    def __init__(self):
+        self.engine = None
+
+    def collect(self):
+        if self.engine is None:
+            return
+        ingested = CounterMetricFamily("reviewqueue_items_ingested", "Items ingested", labels=["queue", "route"])
+        for (queue, route), n in metrics.ingested_by_route(engine=self.engine).items():
+            ingested.add_metric([queue, route], n)
+        yield ingested
+        decided = CounterMetricFamily("reviewqueue_decisions", "Decisions (not undone)", labels=["queue", "verdict"])
+        for (queue, verdict), n in metrics.decisions_by_verdict(engine=self.engine).items():
+            decided.add_metric([queue, verdict], n)
+        yield decided
+        backlog = metrics.backlog(engine=self.engine)
+        waiting = GaugeMetricFamily("reviewqueue_backlog_items", "Items waiting for review (pending or in review)",
+                                    labels=["queue"])
+        oldest = GaugeMetricFamily("reviewqueue_oldest_pending_age_seconds", "Age of the oldest waiting item",
+                                   labels=["queue"])
+        for queue, b in backlog.items():
+            waiting.add_metric([queue], b["waiting"])
+            oldest.add_metric([queue], b["oldest_age_seconds"])
+        yield waiting
+        yield oldest
+
+
+_collector = _QueueCollector()
+REGISTRY.register(_collector)
+
+
+def render(engine) -> tuple[bytes, str]:
+    _collector.engine = engine
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,130 @@
+"""API tokens: created once (shown once), stored as a SHA-256 hash, scoped, revocable.
+
+Scopes: ``ingest`` (post items, read them back), ``read`` (read items and queues),
+``review`` (claim and decide, acting as the token's user), ``admin`` (everything).
+A token may be limited to a list of queues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, select, update
+
+from . import clock, events
+from .db import reading, transaction
+from .errors import AlreadyExists, AuthenticationFailed, NotFound, PermissionDenied, ValidationFailed
+from .models import TOKEN_SCOPES, ApiToken, Queue, User
+
+#: Which scopes may do what. ``admin`` may do everything.
+ABILITIES = {
+    "ingest": {"ingest", "read"},
+    "read": {"read"},
+    "review": {"review", "read"},
+    "admin": {"ingest", "read", "review", "admin"},
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's name, scope, queue list and (for review) user."""
+
+    token: str
+    scope: str
+    queues: tuple[str, ...]
+    user: str | None
+
+    @property
+    def actor(self) -> str:
+        return self.user or f"token:{self.token}"
+
+    def can(self, ability: str) -> bool:
+        return ability in ABILITIES[self.scope]
+
+    def require(self, ability: str) -> None:
+        if not self.can(ability):
+            raise PermissionDenied(f"token {self.token!r} has scope {self.scope!r}, which cannot {ability}")
+
+    def allowed_queues(self) -> list[str] | None:
+        """The queues this token is limited to, or None for all."""
+        return list(self.queues) if self.queues else None
+
+    def require_queue(self, queue: str) -> None:
+        if self.queues and queue not in self.queues:
+            raise PermissionDenied(f"token {self.token!r} may not use queue {queue!r} (allowed: {', '.join(self.queues)})")
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create(name: str, scope: str, *, queues: list[str] | None = None, user: str | None = None,
+           actor: str = "system", engine=None) -> tuple[ApiToken, str]:
+    """Create a token; returns ``(record, plaintext)``. The plaintext is not stored."""
+    errors = []
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}", name or ""):
+        errors.append({"loc": ["name"], "msg": "1-128 letters, digits, '_', '.', ':' or '-'", "type": "value_error"})
+    if scope not in TOKEN_SCOPES:
+        errors.append({"loc": ["scope"], "msg": f"must be one of {', '.join(TOKEN_SCOPES)}", "type": "value_error"})
+    if scope == "review" and not user:
+        errors.append({"loc": ["user"], "msg": "a review token acts as a user: give --user", "type": "value_error"})
+    if errors:
+        raise ValidationFailed.of(errors)
+    plaintext = "rq_" + secrets.token_urlsafe(32)
+    with transaction(engine) as session:
+        if session.scalars(select(ApiToken).where(ApiToken.name == name)).first():
+            raise AlreadyExists(f"a token named {name!r} exists; revoke it or pick another name")
+        for q in queues or []:
+            if session.get(Queue, q) is None:
+                raise NotFound(f"queue {q!r} does not exist")
+        if user and session.get(User, user) is None:
+            raise NotFound(f"user {user!r} does not exist (reviewqueue user add {user})")
+        record = ApiToken(name=name, scope=scope, queues=list(queues or []), user=user,
+                          token_hash=_hash(plaintext), prefix=plaintext[:10])
+        session.add(record)
+        events.record(session, "token.created", actor, after={"name": name, "scope": scope, "queues": queues or [],
+                                                               "user": user})
+    return record, plaintext
+
+
+def all_tokens(*, engine=None) -> list[ApiToken]:
+    with reading(engine) as session:
+        return list(session.scalars(select(ApiToken).order_by(ApiToken.name)))
+
+
+def revoke(name: str, *, actor: str = "system", engine=None) -> ApiToken:
+    with transaction(engine) as session:
+        record = session.scalars(select(ApiToken).where(ApiToken.name == name)).first()
+        if record is None:
+            raise NotFound(f"no token named {name!r}")
+        if record.revoked_at is None:
+            record.revoked_at = clock.now()
+            events.record(session, "token.revoked", actor, after={"name": name})
+    return record
+
+
+_BY_HASH = select(ApiToken.name, ApiToken.scope, ApiToken.queues, ApiToken.user, ApiToken.revoked_at).where(
+    ApiToken.token_hash == bindparam("h")
+)
+
+
+def authenticate(token: str | None, *, engine=None) -> Principal:
+    """The caller behind a bearer token; ``AuthenticationFailed`` for missing, unknown or revoked."""
+    if not token:
+        raise AuthenticationFailed("missing token: send 'Authorization: Bearer <token>'")
+    with reading(engine) as session:
+        row = session.execute(_BY_HASH, {"h": _hash(token)}).first()
+    if row is None:
+        raise AuthenticationFailed("unknown token")
+    if row.revoked_at is not None:
+        raise AuthenticationFailed(f"token {row.name!r} was revoked")
+    return Principal(token=row.name, scope=row.scope, queues=tuple(row.queues or ()), user=row.user)
+
+
+def touch(name: str, *, engine=None) -> None:
+    """Record when a token was last used (best effort)."""
+    with transaction(engine) as session:
+        session.execute(update(ApiToken).where(ApiToken.name == name).values(last_used_at=clock.now()))
