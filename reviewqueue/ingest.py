@@ -27,15 +27,15 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select, tuple_
 
 from . import clock, events
-from .db import get_engine, is_sqlite, transaction
+from .db import get_engine, is_sqlite, writing
 from .errors import PayloadTooLarge, QueueNotFound, ValidationFailed
 from .ids import uuid7
 from .models import Item, Queue
 from .routing import claim_order, route
-from .schemas import ItemIn, SubmitResult
+from .schemas import ItemIn, SubmitResult, has_nul
 from .settings import get_settings
 
 _COLUMNS = (
@@ -46,6 +46,8 @@ _COLUMNS = (
 _JSON_COLUMNS = {"input", "output", "context", "metadata"}
 _TIME_COLUMNS = {"created_at", "updated_at"}
 _CHUNK = 5000
+_QUEUES = select(Queue.__table__.c.name, Queue.__table__.c.threshold, Queue.__table__.c.label_thresholds,
+                 Queue.__table__.c.audit_rate).where(Queue.__table__.c.name.in_(bindparam("names", expanding=True)))
 _ANALYZE_AFTER = 10_000
 
 
@@ -131,9 +133,9 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
     now = clock.now()
     stamp = _sqlite_time(now) if sqlite else now
 
-    with transaction(engine) as session:
+    with writing(engine) as conn:
         wanted = {item.queue for item in items}
-        queues = {q.name: q for q in session.scalars(select(Queue).where(Queue.name.in_(wanted)))}
+        queues = {q.name: q for q in conn.execute(_QUEUES, {"names": list(wanted)})}
         missing = sorted(wanted - set(queues))
         if missing:
             if single:
@@ -172,6 +174,12 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
                     "msg": f"not representable as JSON ({exc}); NaN and infinity are not allowed in JSON fields",
                     "type": "json_invalid",
                 }]) from None
+            if has_nul(inp) or has_nul(out) or has_nul(ctx) or has_nul(meta):
+                raise ValidationFailed.of([{
+                    "loc": [] if single else ["items", index],
+                    "msg": "NUL characters (\\u0000) are not allowed in input, output, context or metadata",
+                    "type": "value_error",
+                }])
             size = len(inp) + len(out) + len(ctx) + len(meta)
             if size * 4 > limit:  # cheap bound first: a character is at most 4 bytes
                 size = sum(len(s.encode()) for s in (inp, out, ctx, meta))
@@ -201,13 +209,12 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
         if too_large:
             raise PayloadTooLarge(too_large[0]["msg"] if single else f"{len(too_large)} item(s) too large", detail=too_large)
 
-        conn = session.connection()
         sql = _insert_sql(engine.dialect.name)
         inserted = 0
         for start in range(0, len(rows), _CHUNK):
             inserted += conn.exec_driver_sql(sql, rows[start : start + _CHUNK]).rowcount
         if inserted != len(rows):
-            _mark_duplicates(session, results, first_of)
+            _mark_duplicates(conn, results, first_of)
         for index, first in repeats:
             results[index] = replace(results[first], duplicate=True)
 
@@ -217,7 +224,7 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
             per_queue.setdefault(r.queue, Counter())[r.route] += 1
         for name, routes in per_queue.items():
             events.record(
-                session, "items.ingested", actor, queue=name,
+                conn, "items.ingested", actor, queue=name,
                 item_id=new[0].id if single else None,
                 after={"count": sum(routes.values()), "routes": dict(routes)}, at=now,
             )
@@ -230,7 +237,7 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
     return results  # type: ignore[return-value]
 
 
-def _mark_duplicates(session, results: list[SubmitResult | None], first_of: dict[tuple[str, str], int]) -> None:
+def _mark_duplicates(conn, results: list[SubmitResult | None], first_of: dict[tuple[str, str], int]) -> None:
     """Some rows hit the unique index (stored before, or by a concurrent writer):
     report the stored item for those."""
     keys = list(first_of)
@@ -239,7 +246,7 @@ def _mark_duplicates(session, results: list[SubmitResult | None], first_of: dict
         stmt = select(Item.id, Item.queue, Item.external_id, Item.status, Item.route).where(
             tuple_(Item.queue, Item.external_id).in_(chunk)
         )
-        for item_id, queue, external_id, status, how in session.execute(stmt):
+        for item_id, queue, external_id, status, how in conn.execute(stmt):
             index = first_of[(queue, external_id)]
             if results[index].id != item_id:
                 results[index] = SubmitResult(id=item_id, queue=queue, status=status, route=how, duplicate=True)

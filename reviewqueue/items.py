@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,7 +14,7 @@ from . import clock
 from .db import reading
 from .errors import ItemNotFound, ValidationFailed
 from .models import Item, Review
-from .schemas import DecisionOut, ItemOut
+from .schemas import ID_PATTERN, DecisionOut, ItemOut
 
 
 def to_out(item, review=None) -> ItemOut:
@@ -133,6 +134,8 @@ def poll(flt: ItemFilter, *, limit: int = 100, cursor: str | None = None, engine
         values = decode_cursor(cursor)
         try:
             after_at, after_id = clock.parse(values[0]), str(values[1])
+            if not re.fullmatch(ID_PATTERN, after_id):
+                raise ValueError(after_id)
         except Exception:
             raise ValidationFailed.of([{"loc": ["cursor"], "msg": "malformed cursor", "type": "value_error"}]) from None
         stmt = stmt.where(or_(Item.updated_at > after_at, and_(Item.updated_at == after_at, Item.id > after_id)))

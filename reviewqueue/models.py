@@ -206,3 +206,26 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=clock.now)
     delivered_at: datetime | None = Field(default=None)
+
+
+class ExportRun(SQLModel, table=True):
+    """A finished export. Incremental runs continue from the newest ``until`` of the
+    same (queue, format, verdicts): the watermark lives here, in the database."""
+
+    __tablename__ = "export_runs"
+    __table_args__ = (Index("ix_export_runs_key", "queue", "format", "verdicts", "mode", "until"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    queue: str = Field(max_length=64)
+    format: str = Field(max_length=16)
+    #: Comma-separated verdict filter ("" for all).
+    verdicts: str = Field(default="", max_length=64)
+    #: incremental, week or range
+    mode: str = Field(max_length=16)
+    since: datetime
+    until: datetime
+    rows: int
+    path: str = Field(max_length=1024)
+    sha256: str = Field(max_length=64)
+    created_by: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=clock.now)

@@ -231,8 +231,11 @@ def decide(item_id: str, reviewer: str, decision: DecisionIn | dict[str, Any], *
     new status, an event and any webhook notifications in one transaction."""
     d = _decision(decision)
     with writing(engine) as conn:
-        now = clock.now()
         item = _held_item(conn, item_id, reviewer)
+        # Read the clock after the transaction's first statement: decided_at is then
+        # never earlier than the transaction's start, which exports rely on to know
+        # when every decision before a moment has committed (export.settled_until).
+        now = clock.now()
         final_output, final_label = check_decision(_queue(conn, item.queue), item, d)
         review = ReviewOut(**conn.execute(_INSERT_REVIEW, [{
             "item_id": item_id, "queue": item.queue, "reviewer": reviewer, "verdict": d.verdict,

@@ -6,6 +6,8 @@ builds its OpenAPI schema from them) and the Python client.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -16,7 +18,16 @@ QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 QueueName = Annotated[str, StringConstraints(pattern=QUEUE_NAME_PATTERN)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# No NUL characters anywhere: PostgreSQL cannot store them in text or JSON, and the
+# same input must behave the same on both backends.
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+_NUL = re.compile(r"(?:^|[^\\])(?:\\\\)*\\u0000")
+
+
+def has_nul(encoded_json: str) -> bool:
+    """Whether JSON text encodes a NUL character (an unescaped ``\\u0000``)."""
+    return "u0000" in encoded_json and _NUL.search(encoded_json) is not None
 #: A model input or output: plain text, or any JSON object or array.
 Payload = str | dict[str, Any] | list[Any]
 
@@ -116,9 +127,16 @@ class DecisionIn(BaseModel):
 
     verdict: Verdict
     final_output: Payload | None = Field(default=None, description="Required for 'correct' unless final_label changes.")
+
+    @field_validator("final_output")
+    @classmethod
+    def _no_nul(cls, value):
+        if value is not None and has_nul(json.dumps(value)):
+            raise ValueError("NUL characters (\\u0000) are not allowed")
+        return value
     final_label: ShortText | None = None
     reason: ShortText | None = Field(default=None, description="Required for 'reject': one of the queue's reject_reasons.")
-    comment: str | None = Field(default=None, max_length=10_000)
+    comment: str | None = Field(default=None, max_length=10_000, pattern=r"^[^\x00]*$")
     seconds_spent: float | None = Field(default=None, ge=0, le=86400 * 7, allow_inf_nan=False)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, update
 
 from . import clock, events
-from .db import reading, transaction
+from .db import read_conn, reading, transaction
 from .errors import AlreadyExists, AuthenticationFailed, NotFound, PermissionDenied, ValidationFailed
 from .models import TOKEN_SCOPES, ApiToken, Queue, User
 
@@ -115,8 +115,8 @@ def authenticate(token: str | None, *, engine=None) -> Principal:
     """The caller behind a bearer token; ``AuthenticationFailed`` for missing, unknown or revoked."""
     if not token:
         raise AuthenticationFailed("missing token: send 'Authorization: Bearer <token>'")
-    with reading(engine) as session:
-        row = session.execute(_BY_HASH, {"h": _hash(token)}).first()
+    with read_conn(engine) as conn:
+        row = conn.execute(_BY_HASH, {"h": _hash(token)}).first()
     if row is None:
         raise AuthenticationFailed("unknown token")
     if row.revoked_at is not None:

@@ -131,3 +131,12 @@ def test_same_external_id_in_other_queue_is_separate(engine, queue, label_queue)
     a = ingest.submit(item(1), engine=engine)
     b = ingest.submit(item(1, queue="tickets"), engine=engine)
     assert a.id != b.id and not b.duplicate
+
+
+def test_nul_characters_are_refused_on_every_backend(engine, queue):
+    for bad in (item(1, output="a\x00b"), item(2, metadata={"k": "\x00"}), item(3, model="m\x00")):
+        with pytest.raises(ValidationFailed):
+            ingest.submit(bad, engine=engine)
+    ok = ingest.submit(item(4, output="a literal \\u0000 is fine"), engine=engine)
+    assert items.get(ok.id, engine=engine).output == "a literal \\u0000 is fine"
+    assert stored(engine) == 1

@@ -8,7 +8,6 @@ Run it with ``reviewqueue api`` (uvicorn), or ``uvicorn --factory reviewqueue.ap
 
 import logging
 import os
-import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -22,6 +21,7 @@ from .. import __version__, db, ingest, items, queues, review, tokens, webhooks
 from ..errors import AuthenticationFailed
 from ..items import ItemFilter
 from ..schemas import (
+    ID_PATTERN,
     QUEUE_NAME_PATTERN,
     DecisionIn,
     ItemIn,
@@ -82,16 +82,9 @@ def create_app(database_url: str | None = None, *, webhook_worker: bool | None =
 
     app.add_middleware(limits.BodySizeLimit, limit_for=limit_for)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        prometheus.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
-                           time.perf_counter() - start)
-        return response
+    app.add_middleware(prometheus.Timing)
 
-    def engine(request: Request):
+    async def engine(request: Request):  # async: no thread hop just to read app state
         return request.app.state.engine
 
     def principal(request: Request) -> tokens.Principal:
@@ -102,7 +95,7 @@ def create_app(database_url: str | None = None, *, webhook_worker: bool | None =
 
     Caller = Annotated[tokens.Principal, Depends(principal)]
     Engine = Annotated[Any, Depends(engine)]
-    ItemId = Annotated[str, Path(max_length=64)]
+    ItemId = Annotated[str, Path(pattern=ID_PATTERN)]
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     def healthz(eng: Engine):

@@ -1,0 +1,193 @@
+"""HTTP API benchmark against a real server on this machine.
+
+    python bench/bench_api.py [--workers 2] [--postgres URL]
+
+Starts ``reviewqueue api`` on a fresh database and prints, in one run:
+- single-item ``POST /v1/items`` requests/s and latency with 50 concurrent keep-alive
+  clients (wrk, from Debian's ``wrk`` package);
+- p50/p99 latency of one sequential client, with a kept-alive connection and with a
+  fresh connection per request;
+- batch ingest items/s (``POST /v1/items/batch``, 1,000 items a request);
+- claim+decide round trips/s with 8 concurrent reviewers;
+beside the in-process ``submit_many`` rate measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench_core import fresh, make_items, pct  # noqa: E402
+
+from reviewqueue import db, ingest, tokens, users  # noqa: E402
+
+WRK_SCRIPT = """
+counter = 0
+math.randomseed(os.time())
+local run = math.random(1, 1000000000)
+request = function()
+  counter = counter + 1
+  local body = string.format('{"queue":"bench","external_id":"wrk-%d-%d","input":"Can I get a refund for the Pro plan?","output":"Duplicate charges are refunded in full within 5-7 business days.","confidence":0.42,"model":"bench"}', run, counter)
+  return wrk.format("POST", "/v1/items", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer TOKEN"}, body)
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(url: str, workers: int) -> tuple[subprocess.Popen, str, str, list[str]]:
+    engine = fresh(url)
+    users.add("bencher", role="admin", password="bench-password", engine=engine)
+    _, token = tokens.create(f"bench-{uuid.uuid4().hex[:6]}", "admin", user="bencher", engine=engine)
+    reviewer_tokens = []
+    for k in range(8):
+        users.add(f"reviewer{k}", password="bench-password", engine=engine)
+        reviewer_tokens.append(tokens.create(f"rev{k}-{uuid.uuid4().hex[:6]}", "review", user=f"reviewer{k}",
+                                             engine=engine)[1])
+    engine.dispose()
+    port = free_port()
+    env = {**os.environ, "REVIEWQUEUE_DATABASE_URL": url}
+    proc = subprocess.Popen([sys.executable, "-m", "reviewqueue.cli", "api", "--port", str(port), "--workers",
+                             str(workers)], env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/healthz").status_code == 200:
+                return proc, base, token, reviewer_tokens
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def wrk_single(base: str, token: str, seconds: int) -> str:
+    if not shutil.which("wrk"):
+        return "wrk not installed (apt-get install wrk): skipped"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT.replace("TOKEN", token))
+    out = subprocess.run(["wrk", "-t", "2", "-c", "50", "-d", f"{seconds}s", "--latency", "-s", f.name, base],
+                         capture_output=True, text=True).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    lat = {p: re.search(rf"\s{p}%\s+([\d.]+\w+)", out) for p in ("50", "99")}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return (f"{float(rps.group(1)):8,.0f} req/s   p50 {lat['50'].group(1)}  p99 {lat['99'].group(1)}"
+            f"   non-2xx {errors.group(1) if errors else 0}")
+
+
+def sequential(base: str, token: str, n: int, keep_alive: bool) -> list[float]:
+    """One client, one request at a time (http.client: a thin client, so the figure is
+    the server's, not the client library's)."""
+    import http.client
+    import json
+
+    host, port = base.removeprefix("http://").split(":")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    times = []
+    conn = http.client.HTTPConnection(host, int(port))
+    run = uuid.uuid4().hex[:8]
+    for i in range(n):
+        body = json.dumps({"queue": "bench", "external_id": f"seq-{run}-{i}", "input": "q", "output": "a",
+                           "confidence": 0.3})
+        if not keep_alive:
+            conn.close()
+            conn = http.client.HTTPConnection(host, int(port))
+        t = time.perf_counter()
+        conn.request("POST", "/v1/items", body=body, headers=headers)
+        r = conn.getresponse()
+        r.read()
+        times.append((time.perf_counter() - t) * 1000)
+        assert r.status == 201, r.status
+    conn.close()
+    return times
+
+
+def batch_ingest(base: str, token: str, n: int) -> float:
+    items = make_items(n)
+    for it in items:
+        it["external_id"] = "batch-" + it["external_id"]
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
+        t = time.perf_counter()
+        for start in range(0, n, 1000):
+            r = client.post("/v1/items/batch", json={"items": items[start : start + 1000]})
+            assert r.status_code == 200, r.text
+        return n / (time.perf_counter() - t)
+
+
+def claim_decide(base: str, reviewer_tokens: list[str], seconds: float) -> tuple[float, int]:
+    reviewers = len(reviewer_tokens)
+    done, errors = [0] * reviewers, [0]
+    stop = time.monotonic() + seconds
+
+    def work(k: int):
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {reviewer_tokens[k]}"}) as client:
+            while time.monotonic() < stop:
+                r = client.post("/v1/queues/bench/claim")
+                if r.status_code == 204:
+                    return
+                r2 = client.post(f"/v1/items/{r.json()['id']}/decision", json={"verdict": "approve"})
+                if r2.status_code != 200:
+                    errors[0] += 1
+                done[k] += 1
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(reviewers)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return sum(done) / (time.perf_counter() - t), errors[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--postgres", default=os.environ.get("REVIEWQUEUE_BENCH_POSTGRES_URL"))
+    args = parser.parse_args()
+    targets = [("SQLite", f"sqlite:///{tempfile.mkdtemp(prefix='rq-api-')}/api.db")]
+    if args.postgres:
+        targets.append(("PostgreSQL", db.normalise_url(args.postgres)))
+    print(f"reviewqueue API benchmark: uvicorn with {args.workers} worker(s); python {sys.version.split()[0]}")
+    for label, url in targets:
+        inproc_engine = fresh(url.replace("api.db", "inproc.db") if label == "SQLite" else url)
+        t = time.perf_counter()
+        ingest.submit_many(make_items(20_000), engine=inproc_engine)
+        inproc = 20_000 / (time.perf_counter() - t)
+        inproc_engine.dispose()
+        proc, base, token, reviewer_tokens = start_server(url, args.workers)
+        try:
+            print(f"[{label}] in-process submit_many               {inproc:8,.0f} items/s")
+            print(f"[{label}] POST /v1/items, 50 clients (wrk)      {wrk_single(base, token, args.seconds)}")
+            ka = sequential(base, token, 500, keep_alive=True)
+            print(f"[{label}] POST /v1/items, 1 client, keep-alive  p50 {pct(ka, 50):.2f} ms  p99 {pct(ka, 99):.2f} ms")
+            fresh_conn = sequential(base, token, 300, keep_alive=False)
+            print(f"[{label}] POST /v1/items, 1 client, new conn.   p50 {pct(fresh_conn, 50):.2f} ms  "
+                  f"p99 {pct(fresh_conn, 99):.2f} ms")
+            rate = batch_ingest(base, token, 20_000)
+            print(f"[{label}] POST /v1/items/batch (1,000/request)  {rate:8,.0f} items/s   "
+                  f"({rate / inproc:.0%} of in-process)")
+            rt, errors = claim_decide(base, reviewer_tokens, args.seconds)
+            print(f"[{label}] claim+decide, 8 reviewers            {rt:8,.0f} round trips/s   errors {errors}")
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()

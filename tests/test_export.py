@@ -1,0 +1,220 @@
+"""Correction datasets: columns and types in every reader, per-verdict semantics,
+incremental runs without gaps or repeats, reproducible weeks, crash safety."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from reviewqueue import export, ingest, review
+from reviewqueue.export import COLUMNS
+
+from .conftest import item
+
+
+def decide_all(engine, decisions):
+    """decisions: list of (item kwargs, decision dict)."""
+    for i, (over, d) in enumerate(decisions):
+        ingest.submit(item(i, **over), engine=engine)
+        held = review.claim_next("support", "ann", engine=engine)
+        review.decide(held.id, "ann", d, engine=engine)
+
+
+TRICKY = 'naïve "quoted", comma\nnew line ✓ 中文 <b>html</b>'
+
+
+@pytest.fixture
+def decided(engine, queue, fake_clock):
+    decide_all(engine, [
+        ({"output": "the refund takes five days", "metadata": {"k": 1}}, {"verdict": "approve"}),
+        ({"output": "the refund takes five days"}, {"verdict": "correct", "final_output": "the refund takes seven business days"}),
+        ({"output": {"answer": 42}}, {"verdict": "correct", "final_output": {"answer": 43}}),
+        ({"output": "nonsense"}, {"verdict": "reject", "reason": "incorrect", "comment": TRICKY}),
+        ({"input": TRICKY, "output": TRICKY}, {"verdict": "approve"}),
+    ])
+    # On PostgreSQL the incremental bound trails "now" by a second (clock skew margin).
+    fake_clock.advance(2)
+
+
+def test_jsonl_semantics(engine, decided, tmp_path):
+    [r] = export.export(tmp_path, fmt="jsonl", engine=engine)
+    rows = [json.loads(line) for line in r.path.read_text().splitlines()]
+    assert [list(x) for x in rows] == [COLUMNS] * 5
+    approve, correct, correct_json, reject, tricky = rows
+    assert approve["reference_output"] == approve["output"] and approve["edit_distance"] == 0
+    assert correct["reference_output"] == "the refund takes seven business days" and correct["edit_distance"] == 2
+    assert correct_json["output"] == {"answer": 42} and correct_json["reference_output"] == {"answer": 43}
+    assert reject["reference_output"] is None and reject["edit_distance"] is None and reject["reason"] == "incorrect"
+    assert tricky["input"] == TRICKY and reject["comment"] == TRICKY
+    assert approve["metadata"] == {"k": 1} and approve["decided_at"].endswith("Z")
+    assert [x["decided_at"] for x in rows] == sorted(x["decided_at"] for x in rows)
+    manifest = json.loads(r.manifest.read_text())
+    assert manifest["rows"] == 5 and manifest["counts_by_verdict"] == {"approve": 2, "correct": 2, "reject": 1}
+    assert manifest["sha256"] == export._sha256(r.path) and manifest["schema_version"] == 1
+    assert manifest["queue"] == "support" and manifest["format"] == "jsonl" and manifest["reviewqueue_version"]
+
+
+def test_every_format_loads_in_pandas_duckdb_and_datasets(engine, decided, tmp_path):
+    import duckdb
+
+    paths = {fmt: export.export(tmp_path, fmt=fmt, engine=engine, week_spec=None,
+                                since=datetime(2000, 1, 1, tzinfo=UTC))[0].path for fmt in ("jsonl", "csv", "parquet")}
+    pq = pd.read_parquet(paths["parquet"])
+    assert list(pq.columns) == COLUMNS and len(pq) == 5
+    assert str(pq["confidence"].dtype) == "float64"
+    assert pq["edit_distance"].tolist()[:3] == [0, 2, 1] and pd.isna(pq["edit_distance"].tolist()[3])
+    csv_df = pd.read_csv(paths["csv"], keep_default_na=False)
+    assert list(csv_df.columns) == COLUMNS and csv_df["comment"].tolist()[3] == TRICKY
+    assert csv_df["input"].tolist()[4] == TRICKY  # commas, quotes, newlines and non-ASCII survive
+    jl = pd.read_json(paths["jsonl"], lines=True)
+    assert list(jl.columns) == COLUMNS
+    con = duckdb.connect()
+    assert con.execute(f"SELECT count(*) FROM read_parquet('{paths['parquet']}')").fetchone()[0] == 5
+    assert con.execute(f"SELECT count(*) FROM read_json_auto('{paths['jsonl']}')").fetchone()[0] == 5
+    got = con.execute(f"SELECT comment FROM read_csv_auto('{paths['csv']}') WHERE verdict = 'reject'").fetchone()[0]
+    assert got == TRICKY
+    from datasets import load_dataset
+
+    for builder, fmt in (("parquet", "parquet"), ("json", "jsonl"), ("csv", "csv")):
+        ds = load_dataset(builder, data_files=str(paths[fmt]), split="train", cache_dir=str(tmp_path / "hf"))
+        assert ds.num_rows == 5 and ds.column_names == COLUMNS
+
+
+def test_empty_period_writes_valid_empty_files(engine, queue, tmp_path):
+    import pyarrow.parquet as pq
+
+    for fmt in ("jsonl", "csv", "parquet", "chat-jsonl"):
+        [r] = export.export(tmp_path, fmt=fmt, week_spec="2020-W01", engine=engine)
+        assert r.rows == 0 and json.loads(r.manifest.read_text())["files"][fmt]["rows"] == 0
+    base = tmp_path / "support" / "2020-W01"
+    assert pq.read_table(base / "data.parquet").schema.names == COLUMNS
+    assert (base / "data.csv").read_text().strip() == ",".join(COLUMNS)
+    assert (base / "data.jsonl").read_text() == ""
+
+
+def test_verdict_filter_and_chat_format(engine, decided, tmp_path):
+    [r] = export.export(tmp_path, fmt="jsonl", verdicts=["correct"], engine=engine)
+    assert {json.loads(x)["verdict"] for x in r.path.read_text().splitlines()} == {"correct"}
+    [c] = export.export(tmp_path, fmt="chat-jsonl", engine=engine)
+    chats = [json.loads(x) for x in c.path.read_text().splitlines()]
+    assert len(chats) == 4  # approvals and corrections, not the rejection
+    assert chats[1]["messages"] == [{"role": "user", "content": "question 1"},
+                                    {"role": "assistant", "content": "the refund takes seven business days"}]
+
+
+def test_week_export_is_byte_identical(engine, decided, tmp_path):
+    wk = datetime.now(UTC).isocalendar()
+    spec = f"{wk.year}-W{wk.week:02d}"
+    for fmt in ("jsonl", "csv", "parquet"):
+        first = export.export(tmp_path, fmt=fmt, week_spec=spec, engine=engine)[0]
+        data1 = first.path.read_bytes()
+        second = export.export(tmp_path, fmt=fmt, week_spec=spec, engine=engine)[0]
+        assert first.rows == 5 and second.path.read_bytes() == data1
+
+
+def test_three_incremental_runs_give_each_decision_once(engine, queue, tmp_path, fake_clock):
+    seen = []
+    n = 0
+    for run in range(3):
+        for _ in range(4):
+            ingest.submit(item(n), engine=engine)
+            held = review.claim_next("support", "ann", engine=engine)
+            review.decide(held.id, "ann", {"verdict": "approve"}, engine=engine)
+            n += 1
+        fake_clock.advance(2)  # PostgreSQL's settled bound trails "now" by a second
+        [r] = export.export(tmp_path / f"run{run}", fmt="jsonl", engine=engine)
+        seen += [json.loads(x)["item_id"] for x in r.path.read_text().splitlines()]
+    assert len(seen) == 12 == len(set(seen))
+    [empty] = export.export(tmp_path / "run4", fmt="jsonl", engine=engine)
+    assert empty.rows == 0
+
+
+def test_decision_landing_during_export_is_not_lost(engine, queue, tmp_path, fake_clock, monkeypatch):
+    """A decision committed while the export reads is after the bound: next run has it."""
+    ingest.submit_many([item(1), item(2)], engine=engine)
+    held = review.claim_next("support", "ann", engine=engine)
+    review.decide(held.id, "ann", {"verdict": "approve"}, engine=engine)
+    fake_clock.advance(2)
+    real_rows = export._rows
+
+    def rows_then_decide(*args, **kwargs):
+        yield from real_rows(*args, **kwargs)
+        other = review.claim_next("support", "bob", engine=engine)
+        review.decide(other.id, "bob", {"verdict": "approve"}, engine=engine)
+
+    monkeypatch.setattr(export, "_rows", rows_then_decide)
+    [first] = export.export(tmp_path / "a", fmt="jsonl", engine=engine)
+    monkeypatch.setattr(export, "_rows", real_rows)
+    fake_clock.advance(2)
+    [second] = export.export(tmp_path / "b", fmt="jsonl", engine=engine)
+    assert (first.rows, second.rows) == (1, 1)
+
+
+def test_failed_export_leaves_no_file_and_keeps_watermark(engine, decided, tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        yield [export._row(r) for r in []]
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export, "_rows", boom)
+    with pytest.raises(RuntimeError):
+        export.export(tmp_path, fmt="parquet", engine=engine)
+    assert not list(tmp_path.glob("support/**/data.*"))
+    assert not list((tmp_path / ".partial").iterdir())
+    assert export.watermark("support", "parquet", "", engine=engine) is None
+
+
+def test_killed_export_leaves_no_file(engine, queue, tmp_path, db_url):
+    ingest.submit_many([item(i) for i in range(3000)], engine=engine)
+    for _ in range(3000):
+        held = review.claim_next("support", "ann", engine=engine)
+        review.decide(held.id, "ann", {"verdict": "approve"}, engine=engine)
+    script = (
+        "import time, sys\n"
+        "from reviewqueue import export\n"
+        "real = export._rows\n"
+        "def slow(*a, **k):\n"
+        "    for chunk in real(*a, **k):\n"
+        "        yield chunk[:10]\n"
+        "        print('chunk', flush=True)\n"
+        "        time.sleep(30)\n"
+        "export._rows = slow\n"
+        f"export.export({str(tmp_path)!r}, fmt='jsonl')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "REVIEWQUEUE_DATABASE_URL": db_url})
+    assert proc.stdout.readline().strip() == "chunk"  # mid-export
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not list(tmp_path.glob("support/**/data.*"))
+    assert export.watermark("support", "jsonl", "", engine=engine) is None
+
+
+def test_undone_decision_is_not_exported(engine, queue, tmp_path):
+    ingest.submit(item(1), engine=engine)
+    held = review.claim_next("support", "ann", engine=engine)
+    rv = review.decide(held.id, "ann", {"verdict": "approve"}, engine=engine)
+    review.undo(rv.id, "ann", engine=engine)
+    [r] = export.export(tmp_path, fmt="jsonl", since=datetime.now(UTC) - timedelta(hours=1), engine=engine)
+    assert r.rows == 0
+
+
+def test_bad_arguments(engine, queue, tmp_path):
+    from reviewqueue.errors import ValidationFailed
+
+    for kwargs in ({"fmt": "xml"}, {"week_spec": "2026-W99"}, {"week_spec": "soon"}, {"verdicts": ["maybe"]},
+                   {"queues": ["ghost"]}, {"week_spec": "2026-W01", "since": datetime.now(UTC)}):
+        with pytest.raises(ValidationFailed):
+            export.export(tmp_path, engine=engine, **kwargs)
+
+
+def test_edit_distance():
+    assert export.edit_distance("a b c", "a b c") == 0
+    assert export.edit_distance("a b c", "a x c") == 1
+    assert export.edit_distance("a b c", "a b c d e") == 2
+    assert export.edit_distance("", "one two") == 2
+    assert export.edit_distance("the cat sat", "a dog sat down") == 3
