@@ -423,8 +423,12 @@ UI_SCRIPT = Path(__file__).parent / "ui" / "app.py"
 
 
 def ui_command(host: str, port: int) -> list[str]:
+    # The production settings of .streamlit/config.toml, as flags, so they hold from
+    # any working directory (allowedHosts stays in the config file: it is per site).
     return [sys.executable, "-m", "streamlit", "run", str(UI_SCRIPT), "--server.headless=true",
-            f"--server.address={host}", f"--server.port={port}", "--browser.gatherUsageStats=false"]
+            f"--server.address={host}", f"--server.port={port}", "--browser.gatherUsageStats=false",
+            "--server.enableXsrfProtection=true", "--client.toolbarMode=minimal", "--client.showErrorDetails=none",
+            "--runner.magicEnabled=false"]
 
 
 @app.command("ui")

@@ -64,7 +64,8 @@ _EXPIRE = (
 # concurrent claimers pass over each other's rows instead of queueing behind them.
 _NEXT_ID = (
     select(c.id)
-    .where(c.queue == bindparam("b_queue"), c.status == "pending")
+    .where(c.queue == bindparam("b_queue"), c.status == "pending",
+           c.id.not_in(bindparam("b_exclude", expanding=True)))
     .order_by(c.claim_order)
     .limit(1)
     .with_for_update(skip_locked=True)
@@ -111,12 +112,13 @@ def _queue(conn, name: str):
     return row
 
 
-def claim_next(queue: str, reviewer: str, *, engine=None) -> ItemOut | None:
+def claim_next(queue: str, reviewer: str, *, exclude: list[str] | tuple = (), engine=None) -> ItemOut | None:
     """Lease the most urgent pending item of ``queue`` to ``reviewer``.
 
     Most urgent: higher priority, then lower confidence, then older. A reviewer who
     already holds a live lease in this queue gets that item back (lease renewed).
-    Returns ``None`` when nothing is waiting.
+    ``exclude`` passes over items (those the reviewer just skipped). Returns ``None``
+    when nothing is waiting.
     """
     with writing(engine) as conn:
         lease_seconds = conn.execute(_LEASE_SECONDS, {"b_queue": queue}).scalar()
@@ -135,7 +137,8 @@ def claim_next(queue: str, reviewer: str, *, engine=None) -> ItemOut | None:
                 before={"status": "in_review", "lease_holder": row.lease_holder}, after={"status": "pending"},
                 at=now,
             )
-        row = conn.execute(_LEASE_NEXT, {"b_queue": queue, "b_reviewer": reviewer, "b_expires": expires, "b_now": now}).first()
+        row = conn.execute(_LEASE_NEXT, {"b_queue": queue, "b_reviewer": reviewer, "b_expires": expires, "b_now": now,
+                                         "b_exclude": list(exclude)}).first()
         if row is None:
             return None
         events.record(

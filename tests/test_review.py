@@ -179,3 +179,11 @@ def test_undo_within_window(engine, queue, fake_clock):
         review.undo(rv2.id, "ann", engine=engine)
     assert "seconds" in str(e.value)
     assert items.get(held.id, engine=engine).decision.final_output == "new"
+
+
+def test_claim_can_pass_over_skipped_items(engine, queue):
+    a = ingest.submit(item(1, confidence=0.1), engine=engine)
+    b = ingest.submit(item(2, confidence=0.2), engine=engine)
+    assert review.claim_next("support", "ann", exclude=[a.id], engine=engine).id == b.id
+    review.release(b.id, "ann", engine=engine)
+    assert review.claim_next("support", "ann", exclude=[a.id, b.id], engine=engine) is None
