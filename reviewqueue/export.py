@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import Text, bindparam, cast, func, select, text
 
 from . import __version__, clock
 from .db import get_engine, is_sqlite, read_conn, transaction, writing
@@ -144,44 +144,103 @@ def edit_distance(a: Any, b: Any) -> int:
     return prev[-1]
 
 
-_ROWS = (
-    select(
-        Item.id, Item.queue, Item.external_id, Item.model, Item.model_version, Item.input, Item.context, Item.output,
-        Item.confidence, Item.predicted_label, Item.route, Review.verdict, Review.final_output, Review.final_label,
-        Review.reason, Review.comment, Review.reviewer, Item.created_at, Review.created_at.label("decided_at"),
-        Item.__table__.c.metadata,
+def _ts(column, dialect: str):
+    """A timestamp column as ISO 8601 UTC text, formatted by the database."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    return cast(column, Text)  # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC
+
+
+def _select(dialect: str):
+    # JSON columns come back as JSON text and timestamps as text: parsing them into
+    # Python objects only to print them again was most of an export's time.
+    j = lambda col: cast(col, Text)  # noqa: E731
+    return (
+        select(
+            Item.id, Item.queue, Item.external_id, Item.model, Item.model_version, j(Item.input).label("input"),
+            j(Item.context).label("context"), j(Item.output).label("output"), Item.confidence,
+            Item.predicted_label, Item.route, Review.verdict, j(Review.final_output).label("final_output"),
+            Review.final_label, Review.reason, Review.comment, Review.reviewer,
+            _ts(Item.created_at, dialect).label("created_at"), _ts(Review.created_at, dialect).label("decided_at"),
+            j(Item.__table__.c.metadata).label("metadata"),
+        )
+        .join(Review, Review.item_id == Item.id)
+        .where(Review.undone_at.is_(None), Review.queue == bindparam("queue"),
+               Review.created_at >= bindparam("since"), Review.created_at < bindparam("until"))
+        .order_by(Review.created_at, Item.id)
     )
-    .join(Review, Review.item_id == Item.id)
-    .where(Review.undone_at.is_(None), Review.queue == bindparam("queue"),
-           Review.created_at >= bindparam("since"), Review.created_at < bindparam("until"))
-    .order_by(Review.created_at, Item.id)
-)
 
 
 def _rows(engine, queue: str, period: Period, verdicts: list[str] | None):
-    stmt = _ROWS
+    """Chunks of rows; JSON-valued fields as :class:`RawJSON`, timestamps as ISO text."""
+    stmt = _select(engine.dialect.name)
     if verdicts:
         stmt = stmt.where(Review.verdict.in_(verdicts))
+    sqlite = is_sqlite(engine)
     with read_conn(engine) as conn:
         result = conn.execution_options(stream_results=True, yield_per=CHUNK).execute(
             stmt, {"queue": queue, "since": period.since, "until": period.until})
         for part in result.partitions(CHUNK):
-            yield [_row(r) for r in part]
+            yield [_row(r, sqlite) for r in part]
 
 
-def _row(r) -> dict[str, Any]:
-    verdict = r.verdict
-    reference = None if verdict == "reject" else r.final_output
-    distance = None if verdict == "reject" else (0 if verdict == "approve" else edit_distance(r.output, reference))
+class RawJSON(str):
+    """JSON text straight from the database, written into JSONL without re-encoding."""
+
+    __slots__ = ()
+
+    def value(self) -> Any:
+        return json.loads(self)
+
+    def text(self) -> str:
+        """Plain text for a JSON string, JSON text for anything else (CSV, Parquet, chat)."""
+        if not self.startswith('"'):
+            return self
+        if "\\" not in self:  # no escapes: the text is what is between the quotes
+            return self[1:-1]
+        return json.loads(self)
+
+
+def _raw(value: str | None) -> RawJSON | None:
+    return None if value is None or value == "null" else RawJSON(value)
+
+
+def _iso(value: str, sqlite: bool) -> str:
+    return value.replace(" ", "T", 1) + "Z" if sqlite else value
+
+
+def _row(r, sqlite: bool = True) -> dict[str, Any]:
+    # Unpacking the row is several times cheaper than reading its attributes by name.
+    (item_id, queue, external_id, model, model_version, inp, context, out, confidence, predicted_label, route,
+     verdict, final_output, final_label, reason, comment, reviewer, created_at, decided_at, metadata) = r
+    output = _raw(out)
+    reference = None if verdict == "reject" else _raw(final_output)
+    if verdict == "reject":
+        distance = None
+    elif verdict == "approve" or reference == output:
+        distance = 0
+    else:
+        distance = edit_distance(output.value() if output else None, reference.value() if reference else None)
     return {
-        "item_id": r.id, "queue": r.queue, "external_id": r.external_id, "model": r.model,
-        "model_version": r.model_version, "input": r.input, "context": r.context or [], "output": r.output,
-        "confidence": r.confidence, "predicted_label": r.predicted_label, "route": r.route, "verdict": verdict,
-        "reference_output": reference, "reference_label": None if verdict == "reject" else r.final_label,
-        "reason": r.reason, "comment": r.comment, "reviewer": r.reviewer,
-        "created_at": clock.iso(r.created_at), "decided_at": clock.iso(r.decided_at),
-        "edit_distance": distance, "metadata": r.metadata or {},
+        "item_id": item_id, "queue": queue, "external_id": external_id, "model": model,
+        "model_version": model_version, "input": _raw(inp), "context": _raw(context) or RawJSON("[]"),
+        "output": output, "confidence": confidence, "predicted_label": predicted_label, "route": route,
+        "verdict": verdict, "reference_output": reference,
+        "reference_label": None if verdict == "reject" else final_label,
+        "reason": reason, "comment": comment, "reviewer": reviewer,
+        "created_at": _iso(created_at, sqlite), "decided_at": _iso(decided_at, sqlite),
+        "edit_distance": distance, "metadata": _raw(metadata) or RawJSON("{}"),
     }
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _jsonl_line(row: dict[str, Any]) -> str:
+    parts = []
+    for k, v in row.items():
+        parts.append(f'"{k}": ' + (v if isinstance(v, RawJSON) else _ENCODE(v)))
+    return "{" + ", ".join(parts) + "}\n"
 
 
 def _flat(row: dict[str, Any]) -> dict[str, Any]:
@@ -189,13 +248,13 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     for c in JSON_COLUMNS:
         v = out[c]
-        if v is not None and not isinstance(v, str):
-            out[c] = json.dumps(v, ensure_ascii=False, sort_keys=True)
+        if v is not None:
+            out[c] = v.text()
     return out
 
 
-def _as_text(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True)
+def _as_text(v: RawJSON | None) -> str:
+    return "" if v is None else v.text()
 
 
 # --- writers ----------------------------------------------------------------------
@@ -222,7 +281,7 @@ class _Writer:
             self.verdicts[r["verdict"]] += 1
         self.rows += len(rows)
         if self.fmt == "jsonl":
-            self._fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            self._fh.write("".join(_jsonl_line(r) for r in rows))
         elif self.fmt == "chat-jsonl":
             self._fh.write("".join(json.dumps({
                 "messages": [{"role": "user", "content": _as_text(r["input"])},
@@ -238,7 +297,8 @@ class _Writer:
 
             if rows:
                 flat = [_flat(r) for r in rows]
-                self._pq.write_table(pa.Table.from_pylist(flat, schema=parquet_schema()))
+                columns = {c: [r[c] for r in flat] for c in COLUMNS}
+                self._pq.write_table(pa.Table.from_pydict(columns, schema=parquet_schema()))
 
     def close(self) -> None:
         if self.fmt == "parquet":

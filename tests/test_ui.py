@@ -46,7 +46,10 @@ def pick_queue(at: AppTest, name: str) -> AppTest:
 
 
 def current_id(at: AppTest) -> str:
-    return at.session_state["rq_item"]["id"]
+    item = at.session_state["rq_item"]
+    assert item is not None, (f"no item on screen; exceptions: {[e.value for e in at.exception]}, "
+                              f"errors: {[e.value for e in at.error]}, text: {[t.value for t in at.text]}")
+    return item["id"]
 
 
 def test_sign_in_right_and_wrong(app):

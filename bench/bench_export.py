@@ -1,0 +1,116 @@
+"""Export benchmark: 1,000,000 decided items to Parquet and JSONL, rows/s and peak RSS,
+beside the raw speed of reading the same rows with plain sqlite3, in one run.
+
+    python bench/bench_export.py [--rows 1000000]
+
+Peak RSS is measured per export in a fresh child process (``resource.getrusage`` of
+the child), so one export's memory cannot hide another's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import random
+import resource
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from reviewqueue import db, queues  # noqa: E402
+from reviewqueue.ids import uuid7  # noqa: E402
+
+
+def build(path: Path, n: int) -> None:
+    """Write n decided items (and their reviews) straight into a migrated database."""
+    engine = db.make_engine(f"sqlite:///{path}")
+    db.upgrade(engine)
+    queues.create("bench", {"audit_rate": 0.0}, engine=engine)
+    engine.dispose()
+    rng = random.Random(3)
+    words = "the refund policy says duplicate charges are returned within five business days".split()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("BEGIN")
+    base = datetime(2026, 11, 17, tzinfo=UTC)
+    for start in range(0, n, 50_000):
+        items, reviews = [], []
+        for i in range(start, min(n, start + 50_000)):
+            item_id = uuid7()
+            # Decisions spread over the week, as in life (and so the export's sort is real).
+            stamp = (base + timedelta(milliseconds=i * 500)).strftime("%Y-%m-%d %H:%M:%S.%f")
+            out = " ".join(rng.choices(words, k=40))
+            verdict = rng.choice(("approve", "approve", "correct", "reject"))
+            final = out if verdict == "approve" else (out + " corrected" if verdict == "correct" else None)
+            items.append((item_id, "bench", f"e{i}", json.dumps(" ".join(rng.choices(words, k=20))), json.dumps(out),
+                          rng.random() * 0.8, None, "m", "1", "[]", json.dumps({"i": i}), 0,
+                          {"approve": "approved", "correct": "corrected", "reject": "rejected"}[verdict],
+                          "below_threshold", item_id, stamp, stamp, stamp))
+            reviews.append((item_id, "bench", "ann", verdict, json.dumps(final) if final else None,
+                            "incorrect" if verdict == "reject" else None, stamp))
+        conn.executemany(
+            "INSERT INTO items (id, queue, external_id, input, output, confidence, predicted_label, model, model_version,"
+            " context, metadata, priority, status, route, claim_order, created_at, updated_at, decided_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", items)
+        conn.executemany(
+            "INSERT INTO reviews (item_id, queue, reviewer, verdict, final_output, reason, created_at)"
+            " VALUES (?,?,?,?,?,?,?)", reviews)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def _child_export(url: str, out: str, fmt: str, q) -> None:
+    from reviewqueue import export
+
+    engine = db.make_engine(url)
+    t = time.perf_counter()
+    [r] = export.export(out, fmt=fmt, week_spec="2026-W47", engine=engine)
+    q.put((r.rows, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def _child_raw(path: str, q) -> None:
+    t = time.perf_counter()
+    conn = sqlite3.connect(path)
+    n = 0
+    for _ in conn.execute(
+        "SELECT i.*, r.* FROM reviews r JOIN items i ON i.id = r.item_id WHERE r.undone_at IS NULL "
+        "ORDER BY r.created_at, i.id"
+    ):
+        n += 1
+    q.put((n, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def run(target, *args):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=target, args=(*args, q))
+    p.start()
+    result = q.get()
+    p.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="rq-export-"))
+    path = tmp / "export.db"
+    t = time.perf_counter()
+    build(path, args.rows)
+    print(f"reviewqueue export benchmark: {args.rows:,} decided items (built in {time.perf_counter() - t:.0f} s)")
+    n, secs, rss = run(_child_raw, str(path))
+    print(f"{'raw sqlite3 read of the same rows':<36} {n / secs:10,.0f} rows/s   peak RSS {rss:6.0f} MB")
+    for fmt in ("parquet", "jsonl"):
+        n, secs, rss = run(_child_export, f"sqlite:///{path}", str(tmp / "out"), fmt)
+        print(f"{'export --format ' + fmt:<36} {n / secs:10,.0f} rows/s   peak RSS {rss:6.0f} MB   ({n:,} rows, {secs:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
