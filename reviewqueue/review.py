@@ -232,6 +232,16 @@ def check_decision(queue, item, d: DecisionIn) -> tuple[Any, str | None]:
 def decide(item_id: str, reviewer: str, decision: DecisionIn | dict[str, Any], *, engine=None) -> ReviewOut:
     """Record ``reviewer``'s verdict on an item they hold. Writes the review, the item's
     new status, an event and any webhook notifications in one transaction."""
+    return _decide(item_id, reviewer, decision, engine)[1]
+
+
+def decide_item(item_id: str, reviewer: str, decision: DecisionIn | dict[str, Any], *, engine=None) -> ItemOut:
+    """Like :func:`decide`, returning the decided item with its decision."""
+    row, review = _decide(item_id, reviewer, decision, engine)
+    return to_out(row, review)
+
+
+def _decide(item_id: str, reviewer: str, decision, engine):
     d = _decision(decision)
     with writing(engine) as conn:
         item = _held_item(conn, item_id, reviewer)
@@ -254,7 +264,7 @@ def decide(item_id: str, reviewer: str, decision: DecisionIn | dict[str, Any], *
         )
         for listener in decision_listeners:
             listener(conn, row, review, "item.decided")
-        return review
+        return row, review
 
 
 def last_decision(reviewer: str, *, engine=None) -> ReviewOut | None:

@@ -92,3 +92,45 @@ def test_demo_seeds_queues_items_and_users(db_url, engine):
     assert users.authenticate("reviewer", "reviewer-demo-2026", engine=engine).role == "reviewer"
     assert run("demo").exit_code == 0  # idempotent
     assert items.count(items.ItemFilter(), engine=engine) == 500
+
+
+def test_up_starts_everything_with_a_demo(tmp_path):
+    """The README's run command, end to end: database, demo, UI, API, printed logins."""
+    import os
+    import signal
+    import time
+
+    import httpx
+
+    from .conftest import free_port
+
+    ui_port, api_port = free_port(), free_port()
+    env = {**os.environ, "REVIEWQUEUE_DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'rq.db'}",
+           "REVIEWQUEUE_EXPORT_DIR": str(tmp_path / "data" / "exports")}
+    proc = subprocess.Popen([sys.executable, "-m", "reviewqueue.cli", "up", "--ui-port", str(ui_port),
+                             "--api-port", str(api_port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        out = []
+        while not any("Ctrl-C" in line for line in out):
+            out.append(proc.stdout.readline())
+            assert proc.poll() is None, "".join(out)
+        text = "".join(out)
+        assert f"http://127.0.0.1:{ui_port}" in text and f"http://127.0.0.1:{api_port}" in text
+        assert "admin-demo-2026" in text and "reviewer-demo-2026" in text
+        token = next(line.split()[-1] for line in out if "demo API token" in line)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ui = httpx.get(f"http://127.0.0.1:{ui_port}/_stcore/health")
+                api = httpx.get(f"http://127.0.0.1:{api_port}/v1/queues", headers={"Authorization": f"Bearer {token}"})
+                if ui.status_code == 200 and api.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "up did not serve the UI and the API"
+            time.sleep(0.3)
+        assert {q["name"] for q in api.json()} == {"support-replies", "ticket-triage"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

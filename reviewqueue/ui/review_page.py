@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import pandas as pd
 import streamlit as st
 
 from reviewqueue import queues, review
@@ -90,11 +91,15 @@ def render() -> None:
     last = ss.get("rq_queue")
     index = names.index(last) if last in by_name else (0 if len(names) == 1 else None)
 
-    def label(name: str) -> str:
-        q = by_name[name]
-        return f"{name} · {q.counts.get('pending', 0)} pending · oldest {age(q.oldest_pending_at)}"
-
-    choice = st.selectbox("Queue", names, index=index, format_func=label, placeholder="Choose a queue")
+    # Counts change on every run, so they stay out of the options: a widget whose
+    # options change is a new widget to Streamlit, and would lose the selection.
+    st.dataframe(
+        pd.DataFrame([{"queue": q.name, "pending": q.counts.get("pending", 0),
+                       "in review": q.counts.get("in_review", 0), "oldest waiting": age(q.oldest_pending_at)}
+                      for q in overview]),
+        hide_index=True, height=min(36 * (len(overview) + 1) + 3, 220),
+    )
+    choice = st.selectbox("Queue", names, index=index, placeholder="Choose a queue")
     if choice is None:
         return
     if choice != last:
