@@ -20,7 +20,7 @@ call cost more than running them.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 from sqlalchemy import bindparam, or_, select, update
@@ -79,6 +79,13 @@ _LEASE_NEXT = (
     .returning(*c)
 )
 _ITEM_FOR_UPDATE = select(items_t).where(c.id == bindparam("b_item_id")).with_for_update()
+# The item with its queue's rules, in one round trip (the decision needs both).
+_ITEM_AND_RULES_FOR_UPDATE = (
+    select(items_t, queues_t.c.labels.label("q_labels"), queues_t.c.reject_reasons.label("q_reject_reasons"))
+    .join(queues_t, queues_t.c.name == c.queue)
+    .where(c.id == bindparam("b_item_id"))
+    .with_for_update(of=items_t)
+)
 _RELEASE = (
     update(items_t).where(c.id == bindparam("b_item_id"))
     .values(status="pending", lease_holder=None, lease_expires_at=None, updated_at=bindparam("b_now"))
@@ -103,6 +110,11 @@ _LAST_DECISION = (
     select(reviews_t).where(reviews_t.c.reviewer == bindparam("b_reviewer"), reviews_t.c.undone_at.is_(None))
     .order_by(reviews_t.c.id.desc()).limit(1)
 )
+
+
+class _Rules(NamedTuple):
+    labels: list[str]
+    reject_reasons: list[str]
 
 
 def _queue(conn, name: str):
@@ -149,8 +161,8 @@ def claim_next(queue: str, reviewer: str, *, exclude: list[str] | tuple = (), en
         return to_out(row)
 
 
-def _held_item(conn, item_id: str, reviewer: str):
-    row = conn.execute(_ITEM_FOR_UPDATE, {"b_item_id": item_id}).first()
+def _held_item(conn, item_id: str, reviewer: str, statement=_ITEM_FOR_UPDATE):
+    row = conn.execute(statement, {"b_item_id": item_id}).first()
     if row is None:
         raise ItemNotFound(item_id)
     if row.status in DECIDED_STATUSES:
@@ -244,12 +256,13 @@ def decide_item(item_id: str, reviewer: str, decision: DecisionIn | dict[str, An
 def _decide(item_id: str, reviewer: str, decision, engine):
     d = _decision(decision)
     with writing(engine) as conn:
-        item = _held_item(conn, item_id, reviewer)
+        item = _held_item(conn, item_id, reviewer, _ITEM_AND_RULES_FOR_UPDATE)
         # Read the clock after the transaction's first statement: decided_at is then
         # never earlier than the transaction's start, which exports rely on to know
         # when every decision before a moment has committed (export.settled_until).
         now = clock.now()
-        final_output, final_label = check_decision(_queue(conn, item.queue), item, d)
+        rules = _Rules(item.q_labels or [], item.q_reject_reasons or [])
+        final_output, final_label = check_decision(rules, item, d)
         review = ReviewOut(**conn.execute(_INSERT_REVIEW, [{
             "item_id": item_id, "queue": item.queue, "reviewer": reviewer, "verdict": d.verdict,
             "final_output": final_output, "final_label": final_label, "reason": d.reason, "comment": d.comment,

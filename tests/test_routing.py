@@ -54,3 +54,13 @@ def test_pure_route_function():
     assert routing.route(confidence=0.5, predicted_label="y", **args) == ("pending", "below_threshold")
     assert routing.route(confidence=0.0, predicted_label=None, **args)[1] == "below_threshold"
     assert routing.route(**{**args, "audit_rate": 1.0}, confidence=1.0, predicted_label=None)[1] == "audit_sample"
+
+
+def test_ids_are_unique_sorted_uuid7():
+    import uuid
+
+    from reviewqueue.ids import uuid7, uuid7_many
+
+    ids = uuid7_many(5000) + [uuid7()] + uuid7_many(3) + [uuid7() for _ in range(100)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert {uuid.UUID(i).version for i in ids} == {7}
