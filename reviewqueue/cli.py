@@ -476,14 +476,7 @@ def _demo_token(engine) -> str:
             return path.read_text().strip()
         except ReviewQueueError:
             pass  # a token for another database: make a new one
-    if any(t.name == "demo" for t in tokens.all_tokens(engine=engine)):
-        tokens.revoke("demo", actor="demo", engine=engine)
-        with db.transaction(engine) as session:  # free the name for the new token
-            from .models import ApiToken
-            session.execute(
-                ApiToken.__table__.update().where(ApiToken.name == "demo").values(name=f"demo-revoked-{int(time.time())}")
-            )
-    _, plaintext = tokens.create("demo", "admin", user="admin", actor="demo", engine=engine)
+    _, plaintext = tokens.rotate("demo", "admin", user="admin", actor="demo", engine=engine)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(plaintext + "\n")
     path.chmod(0o600)

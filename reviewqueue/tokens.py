@@ -65,7 +65,7 @@ def create(name: str, scope: str, *, queues: list[str] | None = None, user: str 
            actor: str = "system", engine=None) -> tuple[ApiToken, str]:
     """Create a token; returns ``(record, plaintext)``. The plaintext is not stored."""
     errors = []
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}", name or ""):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}", name or ""):
         errors.append({"loc": ["name"], "msg": "1-128 letters, digits, '_', '.', ':' or '-'", "type": "value_error"})
     if scope not in TOKEN_SCOPES:
         errors.append({"loc": ["scope"], "msg": f"must be one of {', '.join(TOKEN_SCOPES)}", "type": "value_error"})
@@ -88,6 +88,20 @@ def create(name: str, scope: str, *, queues: list[str] | None = None, user: str 
         events.record(session, "token.created", actor, after={"name": name, "scope": scope, "queues": queues or [],
                                                                "user": user})
     return record, plaintext
+
+
+def rotate(name: str, scope: str, *, queues: list[str] | None = None, user: str | None = None,
+           actor: str = "system", engine=None) -> tuple[ApiToken, str]:
+    """Revoke the token called ``name`` (kept, renamed ``name@revoked-<time>``) and
+    create a new one with that name."""
+    with transaction(engine) as session:
+        old = session.scalars(select(ApiToken).where(ApiToken.name == name)).first()
+        if old is not None:
+            now = clock.now()
+            old.revoked_at = old.revoked_at or now
+            old.name = f"{name}@revoked-{now.strftime('%Y%m%dT%H%M%S%f')}"
+            events.record(session, "token.revoked", actor, after={"name": name, "renamed": old.name})
+    return create(name, scope, queues=queues, user=user, actor=actor, engine=engine)
 
 
 def all_tokens(*, engine=None) -> list[ApiToken]:

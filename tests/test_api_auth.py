@@ -98,3 +98,15 @@ def test_token_validation(engine, queue):
         tokens.create("rev", "review", engine=engine)  # a review token needs a user
     record, plaintext = tokens.create("ok", "read", engine=engine)
     assert plaintext.startswith("rq_") and plaintext not in record.token_hash and record.prefix == plaintext[:10]
+
+
+def test_rotate_revokes_the_old_token_and_keeps_its_record(engine, queue):
+    from reviewqueue.errors import AuthenticationFailed
+
+    _, first = tokens.create("demo", "read", engine=engine)
+    _, second = tokens.rotate("demo", "read", engine=engine)
+    assert tokens.authenticate(second, engine=engine).token == "demo"
+    with pytest.raises(AuthenticationFailed):
+        tokens.authenticate(first, engine=engine)
+    names = [t.name for t in tokens.all_tokens(engine=engine)]
+    assert "demo" in names and any(n.startswith("demo@revoked-") for n in names)
