@@ -3,7 +3,6 @@ app started as a user starts it. Checks what only a browser shows: rendering,
 keyboard shortcuts and network requests."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,26 +16,13 @@ import pytest
 
 from reviewqueue import db, ingest, items, queues, users
 
-from .conftest import free_port
+from .conftest import CHROMIUM, free_port
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).parent.parent
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/test installs it)"),
 ]
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 class Recorder:

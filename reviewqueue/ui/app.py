@@ -36,7 +36,13 @@ def sign_in() -> None:
             st.rerun()
     if _sso_configured():
         st.divider()
-        if st.button("Sign in with single sign-on"):
+        if st.session_state.get("sso_refused"):
+            # A constant message: the identity provider's data is not rendered as markdown.
+            st.error("Your single sign-on account has no reviewqueue user; ask an admin to add your e-mail.")
+            if st.button("Use another single sign-on account"):
+                st.session_state.sso_refused = False
+                st.logout()
+        elif st.button("Sign in with single sign-on"):
             st.login()
 
 
@@ -46,8 +52,7 @@ def _sso_user() -> None:
         return
     u = users.by_email(st.user.get("email", ""), engine=engine())
     if u is None:
-        st.error("Your single sign-on account has no reviewqueue user; ask an admin to add your e-mail.")
-        st.logout()
+        st.session_state.sso_refused = True
         return
     st.session_state.user = {"name": u.name, "role": u.role}
 

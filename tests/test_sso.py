@@ -1,0 +1,161 @@
+"""Single sign-on end to end: the app's "Sign in with single sign-on" against a small
+local OIDC provider (discovery, authorize, token, JWKS), in a real browser."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reviewqueue import db, queues, users
+
+from .conftest import CHROMIUM, free_port
+
+ROOT = Path(__file__).parent.parent
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium")]
+
+
+class Provider:
+    """Just enough OpenID Connect for the authorization-code flow."""
+
+    def __init__(self, email: str):
+        from joserfc.jwk import RSAKey
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "test-key", "use": "sig", "alg": "RS256"})
+        self.email, self.codes = email, {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _json(self, body, status=200):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                url = urllib.parse.urlparse(self.path)
+                q = dict(urllib.parse.parse_qsl(url.query))
+                if url.path == "/.well-known/openid-configuration":
+                    return self._json({
+                        "issuer": outer.base, "authorization_endpoint": outer.base + "/authorize",
+                        "token_endpoint": outer.base + "/token", "jwks_uri": outer.base + "/jwks",
+                        "userinfo_endpoint": outer.base + "/userinfo", "response_types_supported": ["code"],
+                        "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"],
+                    })
+                if url.path == "/jwks":
+                    return self._json({"keys": [outer.key.as_dict(private=False)]})
+                if url.path == "/authorize":
+                    code = f"code-{len(outer.codes)}"
+                    outer.codes[code] = (q.get("nonce"), q["client_id"])
+                    target = q["redirect_uri"] + "?" + urllib.parse.urlencode({"code": code, "state": q["state"]})
+                    self.send_response(302)
+                    self.send_header("Location", target)
+                    self.end_headers()
+                    return None
+                if url.path == "/userinfo":
+                    return self._json({"sub": "maria-1", "email": outer.email})
+                return self._json({"error": "not found"}, 404)
+
+            def do_POST(self):
+                from joserfc import jwt
+
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers["Content-Length"])).decode()))
+                nonce, client_id = outer.codes.pop(form.get("code"), (None, None))
+                if client_id is None:
+                    return self._json({"error": "invalid_grant"}, 400)
+                now = int(time.time())
+                claims = {"iss": outer.base, "sub": "maria-1", "aud": client_id, "iat": now, "exp": now + 600,
+                          "email": outer.email, "email_verified": True, "name": "Maria"}
+                if nonce:
+                    claims["nonce"] = nonce
+                token = jwt.encode({"alg": "RS256", "kid": "test-key"}, claims, outer.key)
+                return self._json({"access_token": "at", "token_type": "Bearer", "expires_in": 600,
+                                   "id_token": token})
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def sso_app(tmp_path):
+    provider = Provider("maria@example.com")
+    url = f"sqlite:///{tmp_path / 'sso.db'}"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    users.add("maria", role="reviewer", email="maria@example.com", engine=engine)
+    queues.create("support", engine=engine)
+    engine.dispose()
+    port = free_port()
+    site = tmp_path / "site"
+    (site / ".streamlit").mkdir(parents=True)
+    (site / ".streamlit" / "secrets.toml").write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+        'cookie_secret = "test-cookie-secret-test-cookie-secret"\n'
+        'client_id = "reviewqueue"\nclient_secret = "s3cret"\n'
+        f'server_metadata_url = "{provider.base}/.well-known/openid-configuration"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "review_app.py"), "--server.headless=true",
+         "--server.address=127.0.0.1", f"--server.port={port}", "--browser.gatherUsageStats=false"],
+        cwd=site, env={**os.environ, "REVIEWQUEUE_DATABASE_URL": url}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(base + "/_stcore/health").status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    yield base, provider
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=20)
+    provider.close()
+
+
+def test_single_sign_on_maps_the_identity_to_a_user(browser, sso_app):
+    from playwright.sync_api import expect
+
+    base, provider = sso_app
+    page = browser.new_page()
+    page.goto(base)
+    page.get_by_role("button", name="Sign in with single sign-on").click()
+    expect(page.get_by_text("Signed in as maria (reviewer)")).to_be_visible(timeout=30_000)
+    assert provider.codes == {}  # the code was exchanged at the token endpoint
+    page.close()
+
+
+def test_single_sign_on_without_a_user_is_refused(browser, sso_app):
+    from playwright.sync_api import expect
+
+    base, provider = sso_app
+    provider.email = "stranger@example.com"
+    page = browser.new_page()
+    page.goto(base)
+    page.get_by_role("button", name="Sign in with single sign-on").click()
+    expect(page.get_by_text("has no reviewqueue user")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Signed in as")).to_have_count(0)
+    page.close()
