@@ -96,7 +96,7 @@ def authenticate(name: str, password: str, *, engine=None) -> User:
             recent.popleft()
         if len(recent) >= settings.signin_attempts:
             wait = int(recent[0] - cutoff) + 1
-            raise RateLimited(f"too many failed sign-ins for {name!r}; try again in {wait} seconds")
+            raise RateLimited(f"too many failed sign-ins for this user name; try again in {wait} seconds")
     user = get(name, engine=engine) if name else None
     try:
         ok = _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH, password or "")
