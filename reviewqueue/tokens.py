@@ -138,7 +138,18 @@ def authenticate(token: str | None, *, engine=None) -> Principal:
     return Principal(token=row.name, scope=row.scope, queues=tuple(row.queues or ()), user=row.user)
 
 
+_touched: dict[str, float] = {}
+TOUCH_EVERY = 60.0
+
+
 def touch(name: str, *, engine=None) -> None:
-    """Record when a token was last used (best effort)."""
+    """Record when a token was last used: at most once a minute per token and process,
+    so a busy token does not add a write to every request."""
+    import time
+
+    now = time.monotonic()
+    if now - _touched.get(name, -TOUCH_EVERY) < TOUCH_EVERY:
+        return
+    _touched[name] = now
     with transaction(engine) as session:
         session.execute(update(ApiToken).where(ApiToken.name == name).values(last_used_at=clock.now()))

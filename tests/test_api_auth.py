@@ -110,3 +110,10 @@ def test_rotate_revokes_the_old_token_and_keeps_its_record(engine, queue):
         tokens.authenticate(first, engine=engine)
     names = [t.name for t in tokens.all_tokens(engine=engine)]
     assert "demo" in names and any(n.startswith("demo@revoked-") for n in names)
+
+
+def test_last_use_is_recorded(api, queue, make_token, engine):
+    headers = make_token("read", name="watched")
+    assert next(t for t in tokens.all_tokens(engine=engine) if t.name == "watched").last_used_at is None
+    api.get("/v1/queues", headers=headers)
+    assert next(t for t in tokens.all_tokens(engine=engine) if t.name == "watched").last_used_at is not None

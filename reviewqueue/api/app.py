@@ -91,7 +91,9 @@ def create_app(database_url: str | None = None, *, webhook_worker: bool | None =
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationFailed("missing token: send 'Authorization: Bearer <token>'")
-        return tokens.authenticate(token.strip(), engine=request.app.state.engine)
+        who = tokens.authenticate(token.strip(), engine=request.app.state.engine)
+        tokens.touch(who.token, engine=request.app.state.engine)
+        return who
 
     Caller = Annotated[tokens.Principal, Depends(principal)]
     Engine = Annotated[Any, Depends(engine)]
