@@ -2,21 +2,16 @@
 app started as a user starts it. Checks what only a browser shows: rendering,
 keyboard shortcuts and network requests."""
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from reviewqueue import db, ingest, items, queues, users
 
-from .conftest import CHROMIUM, free_port
+from .conftest import CHROMIUM, free_port, streamlit_app
 
 ROOT = Path(__file__).parent.parent
 pytestmark = [
@@ -76,25 +71,8 @@ def app_server(tmp_path, recorder):
         {"queue": "support", "external_id": "d", "input": "SSO?", "output": "Yes, on Team.", "confidence": 0.4},
     ], engine=engine)
     engine.dispose()
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "review_app.py"), "--server.headless=true",
-         "--server.address=127.0.0.1", f"--server.port={port}", "--browser.gatherUsageStats=false"],
-        cwd=ROOT, env={**os.environ, "REVIEWQUEUE_DATABASE_URL": url}, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/_stcore/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "streamlit did not start"
-        time.sleep(0.2)
-    yield base, url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=20)
+    with streamlit_app(url) as base:
+        yield base, url
 
 
 def sign_in_and_open_queue(page, base):

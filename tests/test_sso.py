@@ -2,22 +2,17 @@
 local OIDC provider (discovery, authorize, token, JWKS), in a real browser."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from reviewqueue import db, queues, users
 
-from .conftest import CHROMIUM, free_port
+from .conftest import CHROMIUM, free_port, streamlit_app
 
 ROOT = Path(__file__).parent.parent
 
@@ -115,24 +110,8 @@ def sso_app(tmp_path):
         'client_id = "reviewqueue"\nclient_secret = "s3cret"\n'
         f'server_metadata_url = "{provider.base}/.well-known/openid-configuration"\n'
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "review_app.py"), "--server.headless=true",
-         "--server.address=127.0.0.1", f"--server.port={port}", "--browser.gatherUsageStats=false"],
-        cwd=site, env={**os.environ, "REVIEWQUEUE_DATABASE_URL": url}, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/_stcore/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    yield base, provider
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=20)
+    with streamlit_app(url, port=port, cwd=site) as base:
+        yield base, provider
     provider.close()
 
 
