@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import text
 
-from reviewqueue import db, queues, users
+from reviewqueue import db, queues, tokens, users
 from reviewqueue.settings import get_settings
 
 PG_URL = os.environ.get("REVIEWQUEUE_TEST_POSTGRES_URL")
@@ -79,6 +79,7 @@ def db_url(request, tmp_path, monkeypatch):
     monkeypatch.setenv("REVIEWQUEUE_EXPORT_DIR", str(tmp_path / "exports"))
     get_settings.cache_clear()
     users.reset_rate_limits()
+    tokens._touched.clear()
     yield url
     db.dispose_engines()
     get_settings.cache_clear()
