@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+from sqlalchemy import select
+
 from . import ingest, queues, users
 from .db import reading
 from .models import Queue
@@ -118,7 +120,6 @@ def seed(*, n_support: int = 240, n_tickets: int = 260, engine=None, seed_value:
 
 
 def is_empty(*, engine=None) -> bool:
+    """No queue exists yet: a fresh database."""
     with reading(engine) as session:
-        return session.get(Queue, "support-replies") is None and not session.exec(
-            Queue.__table__.select().limit(1)
-        ).first()
+        return session.scalars(select(Queue.name).limit(1)).first() is None

@@ -39,10 +39,3 @@ def history(item_id: str, *, engine=None) -> list[Event]:
     with reading(engine) as session:
         return list(session.scalars(select(Event).where(Event.item_id == item_id).order_by(Event.id)))
 
-
-def recent(*, limit: int = 200, queue: str | None = None, engine=None) -> list[Event]:
-    stmt = select(Event).order_by(Event.id.desc()).limit(limit)
-    if queue:
-        stmt = stmt.where(Event.queue == queue)
-    with reading(engine) as session:
-        return list(session.scalars(stmt))

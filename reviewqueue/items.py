@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import String, and_, cast, func, or_, select
@@ -76,7 +76,6 @@ class ItemFilter:
     created_to: datetime | None = None
     updated_since: datetime | None = None
     text: str | None = None
-    extra: list = field(default_factory=list)
 
     def clauses(self) -> list:
         c = []
@@ -107,7 +106,7 @@ class ItemFilter:
                 cast(Item.input, String).ilike(pattern, escape="\\"),
                 cast(Item.output, String).ilike(pattern, escape="\\"),
             ))
-        return c + list(self.extra)
+        return c
 
 
 def encode_cursor(*values) -> str:

@@ -106,11 +106,6 @@ _UNDECIDE = (
             updated_at=bindparam("b_now"), lease_expires_at=bindparam("b_expires"))
     .returning(*c)
 )
-_LAST_DECISION = (
-    select(reviews_t).where(reviews_t.c.reviewer == bindparam("b_reviewer"), reviews_t.c.undone_at.is_(None))
-    .order_by(reviews_t.c.id.desc()).limit(1)
-)
-
 
 class _Rules(NamedTuple):
     labels: list[str]
@@ -278,13 +273,6 @@ def _decide(item_id: str, reviewer: str, decision, engine):
         for listener in decision_listeners:
             listener(conn, row, review, "item.decided")
         return row, review
-
-
-def last_decision(reviewer: str, *, engine=None) -> ReviewOut | None:
-    """The reviewer's most recent decision that is not undone (what "Undo" takes back)."""
-    with writing(engine) as conn:
-        row = conn.execute(_LAST_DECISION, {"b_reviewer": reviewer}).first()
-        return ReviewOut(**row._mapping) if row else None
 
 
 def undo(review_id: int, reviewer: str, *, engine=None) -> ItemOut:

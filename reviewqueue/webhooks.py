@@ -107,14 +107,6 @@ def status(*, engine=None) -> list[dict]:
              "failed": by_hook.get(h.id, {}).get("failed", 0), "last_error": errors[h.id]} for h in hooks]
 
 
-def failed(*, engine=None, limit: int = 50) -> list[WebhookDelivery]:
-    with reading(engine) as session:
-        return list(session.scalars(
-            select(WebhookDelivery).where(WebhookDelivery.status != "delivered", WebhookDelivery.attempts > 0)
-            .order_by(WebhookDelivery.id.desc()).limit(limit)
-        ))
-
-
 # --- the outbox -------------------------------------------------------------------
 
 _ACTIVE_HOOKS = select(webhooks_t.c.id).where(webhooks_t.c.queue == bindparam("b_queue"), webhooks_t.c.active.is_(True))
