@@ -11,7 +11,8 @@ verdict filter. That watermark is stored in ``export_runs``. The upper bound of 
 incremental run is a *settled* moment: every decision stamped before it has committed
 (see :func:`settled_until`), so a decision landing while an export runs is never skipped.
 
-Files are written under ``OUT/.partial/`` and renamed into place only when complete;
+Files are written under ``OUT/.partial/`` and renamed into place only when complete
+(the next run removes what a killed run left there);
 a failed or killed run leaves no data file and does not move the watermark.
 """
 
@@ -21,7 +22,6 @@ import csv
 import hashlib
 import json
 import os
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -354,6 +354,7 @@ def export(
     if missing:
         raise ValidationFailed(f"unknown queue(s): {', '.join(missing)}")
     verdict_key = ",".join(sorted(verdicts or []))
+    clean_partials(out)
     results = []
     for queue in targets:
         if week_spec:
@@ -420,8 +421,20 @@ def runs(*, limit: int = 100, engine=None) -> list[ExportRun]:
         return list(session.scalars(select(ExportRun).order_by(ExportRun.id.desc()).limit(limit)))
 
 
-def clean_partials(out_dir: str | Path) -> None:
-    """Remove what killed runs left under ``.partial`` (never a finished file)."""
-    shutil.rmtree(Path(out_dir) / ".partial", ignore_errors=True)
+def clean_partials(out_dir: str | Path) -> list[Path]:
+    """Remove what killed runs left under ``OUT/.partial``: files whose writing process
+    (the pid ends the name) is gone. A running export's files are left alone."""
+    removed = []
+    for path in (Path(out_dir) / ".partial").glob("*"):
+        try:
+            os.kill(int(path.name.rsplit(".", 1)[-1]), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError):
+            continue  # not ours to judge
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 

@@ -168,7 +168,7 @@ def test_failed_export_leaves_no_file_and_keeps_watermark(engine, decided, tmp_p
     assert export.watermark("support", "parquet", "", engine=engine) is None
 
 
-def test_killed_export_leaves_no_file(engine, queue, tmp_path, db_url):
+def test_killed_export_leaves_no_file(engine, queue, tmp_path, db_url, fake_clock):
     ingest.submit_many([item(i) for i in range(3000)], engine=engine)
     for _ in range(3000):
         held = review.claim_next("support", "ann", engine=engine)
@@ -192,6 +192,12 @@ def test_killed_export_leaves_no_file(engine, queue, tmp_path, db_url):
     proc.wait(timeout=30)
     assert not list(tmp_path.glob("support/**/data.*"))
     assert export.watermark("support", "jsonl", "", engine=engine) is None
+    leftovers = list((tmp_path / ".partial").iterdir())
+    assert leftovers  # the killed run's half-written file, outside the dataset
+    fake_clock.advance(2)  # past PostgreSQL's one-second settling margin
+    [again] = export.export(tmp_path, fmt="jsonl", engine=engine)
+    assert again.rows == 3000
+    assert not any(p.exists() for p in leftovers)
 
 
 def test_undone_decision_is_not_exported(engine, queue, tmp_path):
