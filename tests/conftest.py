@@ -247,3 +247,44 @@ def streamlit_app(database_url: str, *, port: int | None = None, cwd=None):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+class LocalServer:
+    """A throwaway HTTP server on 127.0.0.1 for tests (webhook receiver, request
+    recorder, OIDC provider): ``handler`` is a BaseHTTPRequestHandler subclass whose
+    ``server.owner`` is this object. Use as a context manager, or ``start``/``close``."""
+
+    def __init__(self, handler, port: int | None = None):
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self.server.owner = self
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def quiet_handler():
+    """A request handler base that does not log to stderr."""
+    from http.server import BaseHTTPRequestHandler
+
+    class Quiet(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            return None
+
+    return Quiet

@@ -3,16 +3,14 @@ app started as a user starts it. Checks what only a browser shows: rendering,
 keyboard shortcuts and network requests."""
 
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from reviewqueue import db, ingest, items, queues, users
 
-from .conftest import CHROMIUM, free_port, streamlit_app
+from .conftest import CHROMIUM, LocalServer, quiet_handler, streamlit_app
 
 ROOT = Path(__file__).parent.parent
 pytestmark = [
@@ -21,28 +19,20 @@ pytestmark = [
 ]
 
 
-class Recorder:
+class _RecordGet(quiet_handler()):
+    def do_GET(self):
+        self.server.owner.requests.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+
+class Recorder(LocalServer):
     """Records every request that reaches it: an inert page must make none."""
 
     def __init__(self):
-        self.port, self.requests = free_port(), []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.requests.append(self.path)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.requests = []
+        super().__init__(_RecordGet)
+        self.start()
 
 
 @pytest.fixture

@@ -2,36 +2,32 @@
 local OIDC provider (discovery, authorize, token, JWKS), in a real browser."""
 
 import json
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from reviewqueue import db, queues, users
 
-from .conftest import CHROMIUM, free_port, streamlit_app
+from .conftest import CHROMIUM, LocalServer, free_port, quiet_handler, streamlit_app
 
 ROOT = Path(__file__).parent.parent
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium")]
 
 
-class Provider:
+class Provider(LocalServer):
     """Just enough OpenID Connect for the authorization-code flow."""
 
     def __init__(self, email: str):
         from joserfc.jwk import RSAKey
 
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
         self.key = RSAKey.generate_key(2048, parameters={"kid": "test-key", "use": "sig", "alg": "RS256"})
         self.email, self.codes = email, {}
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(quiet_handler()):
             def _json(self, body, status=200):
                 data = json.dumps(body).encode()
                 self.send_response(status)
@@ -80,15 +76,8 @@ class Provider:
                 return self._json({"access_token": "at", "token_type": "Bearer", "expires_in": 600,
                                    "id_token": token})
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.start()
 
 
 @pytest.fixture

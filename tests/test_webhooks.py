@@ -2,43 +2,29 @@
 receiver being down and the worker restarting."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from reviewqueue import ingest, review, webhooks
 
-from .conftest import free_port, item
+from .conftest import LocalServer, free_port, item, quiet_handler
 
 
-class Receiver:
-    """A local HTTP server that records every POST (and can answer errors)."""
+class _Record(quiet_handler()):
+    def do_POST(self):
+        owner = self.server.owner
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        owner.received.append((dict(self.headers), body))
+        self.send_response(owner.status)
+        self.end_headers()
+
+
+class Receiver(LocalServer):
+    """Records every POST (and can answer errors)."""
 
     def __init__(self, port: int, status: int = 200):
-        self.port, self.status, self.received = port, status, []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append((dict(self.headers), body))
-                self.send_response(outer.status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.status, self.received = status, []
+        super().__init__(_Record, port)
 
 
 def decide_one(engine, verdict=None):
