@@ -241,6 +241,34 @@ def read_conn(engine: Engine | None = None) -> Iterator[Connection]:
         yield conn
 
 
+def stream_tuples(engine: Engine, stmt, params: dict, *, size: int) -> Iterator[list[tuple]]:
+    """Run a Core SELECT on the driver's own cursor and yield lists of up to ``size``
+    plain tuples: a server-side cursor on PostgreSQL, SQLite's lazy cursor otherwise.
+
+    For bulk reads (exports) whose columns are already text and numbers: building a
+    SQLAlchemy Row per row cost more than the query itself.
+    """
+    dialect = engine.dialect
+    compiled = stmt.compile(dialect=dialect)
+    state = compiled.construct_expanded_state(params)
+    # The column types' bind processors (datetimes to SQLite's stored text, say), as
+    # SQLAlchemy would apply them; state.processors covers only expanded IN lists.
+    processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                  for name, bind in compiled.binds.items()}
+    processors.update(state.processors)
+    values = {name: processors[name](v) if processors.get(name) else v for name, v in state.parameters.items()}
+    args = tuple(values[name] for name in state.positiontup) if dialect.positional else values
+    with read_conn(engine) as conn:
+        driver = conn.connection.driver_connection
+        cursor = driver.cursor() if is_sqlite(engine) else driver.cursor(name="rq_stream")
+        try:
+            cursor.execute(state.statement, args)
+            while rows := cursor.fetchmany(size):
+                yield rows
+        finally:
+            cursor.close()
+
+
 def ping(engine: Engine | None = None) -> None:
     with read_conn(engine) as conn:
         conn.execute(text("SELECT 1"))

@@ -117,6 +117,9 @@ class Review(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=128)
     comment: str | None = Field(default=None)
     seconds_spent: float | None = Field(default=None)
+    #: Word-level edit distance from the model's output to ``final_output`` (0 for an
+    #: approval, none for a rejection), fixed when the decision is made.
+    edit_distance: int | None = Field(default=None)
     created_at: datetime = Field(default_factory=clock.now)
     #: Set when the reviewer undid this decision; the row stays for the audit trail.
     undone_at: datetime | None = Field(default=None)

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 from sqlalchemy import bindparam, or_, select, update
 
-from . import clock, events
+from . import clock, events, textdiff
 from .db import writing
 from .errors import Conflict, ItemNotFound, LeaseLost, QueueNotFound, ValidationFailed
 from .items import to_out
@@ -262,6 +262,7 @@ def _decide(item_id: str, reviewer: str, decision, engine):
             "item_id": item_id, "queue": item.queue, "reviewer": reviewer, "verdict": d.verdict,
             "final_output": final_output, "final_label": final_label, "reason": d.reason, "comment": d.comment,
             "seconds_spent": d.seconds_spent, "created_at": now, "undone_at": None,
+            "edit_distance": textdiff.decision_distance(d.verdict, item.output, final_output),
         }]).one()._mapping)
         status = VERDICT_STATUS[d.verdict]
         row = conn.execute(_DECIDED, {"b_item_id": item_id, "b_status": status, "b_now": now}).one()

@@ -163,6 +163,7 @@ class ReviewOut(BaseModel):
     reason: str | None = None
     comment: str | None = None
     seconds_spent: float | None = None
+    edit_distance: int | None = None
     created_at: datetime
     undone_at: datetime | None = None
 

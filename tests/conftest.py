@@ -131,6 +131,10 @@ class Clock:
     def advance(self, seconds: float) -> None:
         self._offset += seconds
 
+    def set(self, moment) -> None:
+        """Jump to an absolute (aware) moment; time goes on from there."""
+        self._offset = (moment - self._real_now()).total_seconds()
+
 
 @pytest.fixture
 def fake_clock(monkeypatch):

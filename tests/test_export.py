@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from reviewqueue import export, ingest, review
+from reviewqueue import export, ingest, review, textdiff
 from reviewqueue.export import COLUMNS
 
 from .conftest import item
@@ -117,6 +119,23 @@ def test_week_export_is_byte_identical(engine, decided, tmp_path):
         assert first.rows == 5 and second.path.read_bytes() == data1
 
 
+def test_week_bounds_are_monday_to_monday_utc(engine, queue, tmp_path, fake_clock):
+    monday = datetime(2026, 11, 16, tzinfo=UTC)  # 2026-W47
+    moments = [monday - timedelta(seconds=1), monday, monday + timedelta(days=7, seconds=-1),
+               monday + timedelta(days=7)]
+    for i, moment in enumerate(moments):
+        fake_clock.set(moment)
+        ingest.submit(item(i), engine=engine)
+        held = review.claim_next("support", "ann", engine=engine)
+        review.decide(held.id, "ann", {"verdict": "approve"}, engine=engine)
+    for fmt in ("jsonl", "parquet"):
+        [r] = export.export(tmp_path, fmt=fmt, week_spec="2026-W47", engine=engine)
+        assert r.rows == 2 and r.counts_by_verdict == {"approve": 2}
+    rows = [json.loads(x) for x in r.path.with_name("data.jsonl").read_text().splitlines()]
+    assert [x["external_id"] for x in rows] == ["ext-1", "ext-2"]
+    assert rows[0]["decided_at"].startswith("2026-11-16T00:00:00.")
+
+
 def test_three_incremental_runs_give_each_decision_once(engine, queue, tmp_path, fake_clock):
     seen = []
     n = 0
@@ -219,8 +238,31 @@ def test_bad_arguments(engine, queue, tmp_path):
 
 
 def test_edit_distance():
-    assert export.edit_distance("a b c", "a b c") == 0
-    assert export.edit_distance("a b c", "a x c") == 1
-    assert export.edit_distance("a b c", "a b c d e") == 2
-    assert export.edit_distance("", "one two") == 2
-    assert export.edit_distance("the cat sat", "a dog sat down") == 3
+    assert textdiff.edit_distance("a b c", "a b c") == 0
+    assert textdiff.edit_distance("a b c", "a x c") == 1
+    assert textdiff.edit_distance("a b c", "a b c d e") == 2
+    assert textdiff.edit_distance("", "one two") == 2
+    assert textdiff.edit_distance("the cat sat", "a dog sat down") == 3
+
+
+TEXT_CASES = ["plain", 'say "hi"', "two\nlines\tand tab\r", "a\\nb (a backslash, then n)", "C:\\path\\", "ünï ✓ 中文",
+              "emoji 😀", "slash / \b \f", "", " ", "\\u0041 literally", '"', "\\"]
+
+
+def test_arrow_text_matches_json_decoding():
+    import pyarrow as pa
+
+    values = TEXT_CASES + [42, 0.5, True, None, {"answer": "x\ny"}, ["a", 1]]
+    raw = [None if v is None else json.dumps(v) for v in values]  # stored with ensure_ascii, as SQLAlchemy does
+    raw += [json.dumps(v, ensure_ascii=False) for v in TEXT_CASES]  # and as other writers might
+    expected = [None if r is None else (json.loads(r) if r.startswith('"') else r) for r in raw]
+    assert export._arrow_text(pa.array(raw, type=pa.string())).to_pylist() == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=20), st.booleans())
+def test_arrow_text_property(texts, ascii_only):
+    import pyarrow as pa
+
+    raw = [json.dumps(t, ensure_ascii=ascii_only) for t in texts]
+    assert export._arrow_text(pa.array(raw, type=pa.string())).to_pylist() == texts

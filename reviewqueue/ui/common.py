@@ -4,7 +4,6 @@ render text inert (no markdown, no HTML, no image fetches), and never in a label
 
 from __future__ import annotations
 
-import difflib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -38,20 +37,6 @@ def show(value: Any) -> None:
         st.json(value)
     else:
         st.code(as_text(value), language=None, wrap_lines=True)
-
-
-def word_diff(old: str, new: str) -> str:
-    """A plain-text word diff: ``[-removed-]`` and ``{+added+}``."""
-    a, b = old.split(), new.split()
-    out = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if op == "equal":
-            out.extend(a[i1:i2])
-        if op in ("delete", "replace"):
-            out.append("[-" + " ".join(a[i1:i2]) + "-]")
-        if op in ("insert", "replace"):
-            out.append("{+" + " ".join(b[j1:j2]) + "+}")
-    return " ".join(out)
 
 
 def age(dt: datetime | None) -> str:

@@ -13,7 +13,8 @@ from reviewqueue import queues, review
 from reviewqueue.errors import Conflict, LeaseLost, ReviewQueueError
 from reviewqueue.schemas import ItemOut
 from reviewqueue.settings import get_settings
-from reviewqueue.ui.common import age, as_text, engine, show, user, word_diff
+from reviewqueue.textdiff import word_diff
+from reviewqueue.ui.common import age, as_text, engine, show, user
 
 ROUTE_TEXT = {
     "below_threshold": "confidence below the queue's threshold",
