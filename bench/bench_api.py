@@ -34,13 +34,19 @@ from bench_core import fresh, make_items, pct  # noqa: E402
 
 from reviewqueue import db, ingest, tokens, users  # noqa: E402
 
+# Every request posts a new item: wrk's threads each get their own number in setup()
+# (seeding the random generator by time gave both threads the same ids: duplicates).
 WRK_SCRIPT = """
+local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 counter = 0
-math.randomseed(os.time())
-local run = math.random(1, 1000000000)
+local run = "RUN"
 request = function()
   counter = counter + 1
-  local body = string.format('{"queue":"bench","external_id":"wrk-%d-%d","input":"Can I get a refund for the Pro plan?","output":"Duplicate charges are refunded in full within 5-7 business days.","confidence":0.42,"model":"bench"}', run, counter)
+  local body = string.format('{"queue":"bench","external_id":"wrk-%s-%d-%d","input":"Can I get a refund for the Pro plan?","output":"Duplicate charges are refunded in full within 5-7 business days.","confidence":0.42,"model":"bench"}', run, tid, counter)
   return wrk.format("POST", "/v1/items", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer TOKEN"}, body)
 end
 """
@@ -76,18 +82,25 @@ def start_server(url: str, workers: int) -> tuple[subprocess.Popen, str, str, li
     raise SystemExit("server did not start")
 
 
-def wrk_single(base: str, token: str, seconds: int) -> str:
+def wrk_single(base: str, token: str, seconds: int, url: str) -> str:
     if not shutil.which("wrk"):
         return "wrk not installed (apt-get install wrk): skipped"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(WRK_SCRIPT.replace("TOKEN", token))
+        f.write(WRK_SCRIPT.replace("TOKEN", token).replace("RUN", uuid.uuid4().hex[:8]))
     out = subprocess.run(["wrk", "-t", "2", "-c", "50", "-d", f"{seconds}s", "--latency", "-s", f.name, base],
                          capture_output=True, text=True).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     lat = {p: re.search(rf"\s{p}%\s+([\d.]+\w+)", out) for p in ("50", "99")}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sent = re.search(r"(\d+) requests in", out)
+    # Every request posted a new external_id: count what was stored, so a figure can
+    # never come from answering duplicates.
+    engine = db.make_engine(url, pool=False)
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT count(*) FROM items WHERE external_id LIKE 'wrk-%'").scalar()
+    engine.dispose()
     return (f"{float(rps.group(1)):8,.0f} req/s   p50 {lat['50'].group(1)}  p99 {lat['99'].group(1)}"
-            f"   non-2xx {errors.group(1) if errors else 0}")
+            f"   non-2xx {errors.group(1) if errors else 0}   {stored:,} items stored for {int(sent.group(1)):,} requests")
 
 
 def sequential(base: str, token: str, n: int, keep_alive: bool) -> list[float]:
@@ -173,7 +186,7 @@ def main() -> None:
         proc, base, token, reviewer_tokens = start_server(url, args.workers)
         try:
             print(f"[{label}] in-process submit_many               {inproc:8,.0f} items/s")
-            print(f"[{label}] POST /v1/items, 50 clients (wrk)      {wrk_single(base, token, args.seconds)}")
+            print(f"[{label}] POST /v1/items, 50 clients (wrk)      {wrk_single(base, token, args.seconds, url)}")
             ka = sequential(base, token, 500, keep_alive=True)
             print(f"[{label}] POST /v1/items, 1 client, keep-alive  p50 {pct(ka, 50):.2f} ms  p99 {pct(ka, 99):.2f} ms")
             fresh_conn = sequential(base, token, 300, keep_alive=False)

@@ -21,6 +21,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from sqlalchemy import event, text
@@ -61,7 +62,9 @@ def make_engine(url: str, *, pool: bool = True) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             json_serializer=_json_dumps,
-            **({} if pool else {"poolclass": NullPool}),
+            # Room for the API's thread pool: connections beyond the pool are closed
+            # when returned, and opening one (with its PRAGMAs) costs more than a read.
+            **({"pool_size": 20, "max_overflow": 20} if pool else {"poolclass": NullPool}),
         )
         _configure_sqlite(engine)
         if pool and parsed.database and parsed.database != ":memory:":
@@ -186,7 +189,18 @@ class _WriteGate:
 _write_gates: dict[str, _WriteGate] = {}
 
 
+_gate_of_engine: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _write_lock(engine: Engine) -> _WriteGate:
+    # Resolving the path showed up in profiles of busy writers: remember each engine's gate.
+    gate = _gate_of_engine.get(engine)
+    if gate is None:
+        gate = _gate_of_engine[engine] = _gate_for_file(engine)
+    return gate
+
+
+def _gate_for_file(engine: Engine) -> _WriteGate:
     # One gate per database file, shared by every engine on it in this process.
     db = engine.url.database
     key = str(Path(db).resolve()) if db and db != ":memory:" else f"memory:{id(engine)}"
@@ -211,17 +225,45 @@ def transaction(engine: Engine | None = None) -> Iterator[Session]:
             yield session
 
 
+#: The shared transaction of a group commit (see :func:`group_transaction`), if the
+#: current thread is running one.
+_group: ContextVar[tuple[Engine, Connection] | None] = ContextVar("reviewqueue_group", default=None)
+
+
 @contextmanager
 def writing(engine: Engine | None = None) -> Iterator[Connection]:
     """A write transaction on a bare Core connection, for the hot paths (claim,
-    decide) where ORM bookkeeping would cost more than the database work."""
+    decide) where ORM bookkeeping would cost more than the database work.
+
+    Inside :func:`group_transaction` it is a savepoint of the group's transaction
+    instead: an error undoes this block's writes only, and everything commits together.
+    """
     engine = engine or get_engine()
+    group = _group.get()
+    if group is not None and group[0] is engine:
+        with group[1].begin_nested():
+            yield group[1]
+        return
     if is_sqlite(engine):
         with _write_lock(engine), engine.begin() as conn:
             yield conn
         return
     with engine.begin() as conn:
         yield conn
+
+
+@contextmanager
+def group_transaction(engine: Engine | None = None) -> Iterator[Connection]:
+    """One write transaction shared by every :func:`writing` block run inside it on
+    this thread (each as a savepoint), committed once at the end: a group commit.
+    Only for work that writes through :func:`writing`."""
+    engine = engine or get_engine()
+    with writing(engine) as conn:
+        token = _group.set((engine, conn))
+        try:
+            yield conn
+        finally:
+            _group.reset(token)
 
 
 @contextmanager

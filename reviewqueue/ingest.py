@@ -31,7 +31,7 @@ from sqlalchemy import bindparam, select, tuple_
 
 from . import clock, events
 from .db import get_engine, is_sqlite, writing
-from .errors import PayloadTooLarge, QueueNotFound, ValidationFailed
+from .errors import PayloadTooLarge, QueueNotFound, ReviewQueueError, ValidationFailed
 from .ids import uuid7_many
 from .models import Item, Queue
 from .routing import claim_order, route
@@ -122,6 +122,38 @@ def submit_many(
     """Route and store many outputs atomically; results come back in the same order."""
     with _gc_paused():
         return _submit(_validate(items, single=False), actor=actor, engine=engine, single=False)
+
+
+def submit_each(
+    requests: list[tuple[ItemIn | Mapping[str, Any], str]], *, engine=None
+) -> list[SubmitResult | ReviewQueueError]:
+    """Independent submissions, ``(item, actor)`` each, stored together: for each, what
+    :func:`submit` would have returned, or the error it would have raised. One insert
+    per actor when all is well; when something is refused, each of that actor's items
+    is submitted on its own to find whose it was. (Group commit, see ``groupcommit``.)"""
+    results: list[SubmitResult | ReviewQueueError | None] = [None] * len(requests)
+    valid: list[ItemIn | None] = []
+    by_actor: dict[str, list[int]] = {}
+    for index, (raw, actor) in enumerate(requests):
+        try:
+            valid.append(_validate([raw], single=True)[0])
+        except ValidationFailed as exc:
+            valid.append(None)
+            results[index] = exc
+            continue
+        by_actor.setdefault(actor, []).append(index)
+    for actor, indexes in by_actor.items():
+        try:
+            stored = _submit([valid[i] for i in indexes], actor=actor, engine=engine, single=False)
+            for i, result in zip(indexes, stored, strict=True):
+                results[i] = result
+        except ReviewQueueError:
+            for i in indexes:
+                try:
+                    results[i] = submit(valid[i], actor=actor, engine=engine)
+                except ReviewQueueError as exc:
+                    results[i] = exc
+    return results  # type: ignore[return-value]
 
 
 def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[SubmitResult]:
@@ -226,7 +258,8 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
         for name, routes in per_queue.items():
             events.record(
                 conn, "items.ingested", actor, queue=name,
-                item_id=new[0].id if single else None,
+                # One new item: the event names it. More: the event counts them.
+                item_id=next(r.id for r in new if r.queue == name) if sum(routes.values()) == 1 else None,
                 after={"count": sum(routes.values()), "routes": dict(routes)}, at=now,
             )
     if engine.dialect.name == "postgresql" and len(rows) >= _ANALYZE_AFTER:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
@@ -101,6 +102,7 @@ def rotate(name: str, scope: str, *, queues: list[str] | None = None, user: str 
             old.revoked_at = old.revoked_at or now
             old.name = f"{name}@revoked-{now.strftime('%Y%m%dT%H%M%S%f')}"
             events.record(session, "token.revoked", actor, after={"name": name, "renamed": old.name})
+    forget_recent()
     return create(name, scope, queues=queues, user=user, actor=actor, engine=engine)
 
 
@@ -117,6 +119,7 @@ def revoke(name: str, *, actor: str = "system", engine=None) -> ApiToken:
         if record.revoked_at is None:
             record.revoked_at = clock.now()
             events.record(session, "token.revoked", actor, after={"name": name})
+    forget_recent()
     return record
 
 
@@ -129,24 +132,49 @@ def authenticate(token: str | None, *, engine=None) -> Principal:
     """The caller behind a bearer token; ``AuthenticationFailed`` for missing, unknown or revoked."""
     if not token:
         raise AuthenticationFailed("missing token: send 'Authorization: Bearer <token>'")
+    digest = _hash(token)
     with read_conn(engine) as conn:
-        row = conn.execute(_BY_HASH, {"h": _hash(token)}).first()
+        row = conn.execute(_BY_HASH, {"h": digest}).first()
     if row is None:
         raise AuthenticationFailed("unknown token")
     if row.revoked_at is not None:
         raise AuthenticationFailed(f"token {row.name!r} was revoked")
-    return Principal(token=row.name, scope=row.scope, queues=tuple(row.queues or ()), user=row.user)
+    who = Principal(token=row.name, scope=row.scope, queues=tuple(row.queues or ()), user=row.user)
+    _recent[digest] = (time.monotonic() + RECENT_SECONDS, who)
+    return who
+
+
+#: Tokens that authenticated in the last RECENT_SECONDS, by hash, in this process. A
+#: busy API looks each token up once a second instead of on every request; revoking
+#: clears this process's copy at once, and other processes' within the second.
+RECENT_SECONDS = 1.0
+_recent: dict[str, tuple[float, Principal]] = {}
+
+
+def recently_authenticated(token: str) -> Principal | None:
+    """The caller behind ``token`` if it authenticated here under a second ago."""
+    hit = _recent.get(_hash(token))
+    if hit is None or hit[0] < time.monotonic():
+        return None
+    return hit[1]
+
+
+def forget_recent() -> None:
+    _recent.clear()
 
 
 _touched: dict[str, float] = {}
 TOUCH_EVERY = 60.0
 
 
+def touch_due(name: str) -> bool:
+    """Whether :func:`touch` would write now."""
+    return time.monotonic() - _touched.get(name, -TOUCH_EVERY) >= TOUCH_EVERY
+
+
 def touch(name: str, *, engine=None) -> None:
     """Record when a token was last used: at most once a minute per token and process,
     so a busy token does not add a write to every request."""
-    import time
-
     now = time.monotonic()
     if now - _touched.get(name, -TOUCH_EVERY) < TOUCH_EVERY:
         return

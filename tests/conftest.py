@@ -80,6 +80,7 @@ def db_url(request, tmp_path, monkeypatch):
     get_settings.cache_clear()
     users.reset_rate_limits()
     tokens._touched.clear()
+    tokens.forget_recent()
     yield url
     db.dispose_engines()
     get_settings.cache_clear()

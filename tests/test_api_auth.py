@@ -117,3 +117,16 @@ def test_last_use_is_recorded(api, queue, make_token, engine):
     assert next(t for t in tokens.all_tokens(engine=engine) if t.name == "watched").last_used_at is None
     api.get("/v1/queues", headers=headers)
     assert next(t for t in tokens.all_tokens(engine=engine) if t.name == "watched").last_used_at is not None
+
+
+def test_token_revoked_by_another_process_stops_within_a_second(api, queue, make_token, engine, db_url):
+    import subprocess
+    import sys
+    import time
+
+    headers = make_token("ingest", name="elsewhere")
+    assert api.post("/v1/items", json=item(1), headers=headers).status_code == 201
+    subprocess.run([sys.executable, "-m", "reviewqueue.cli", "token", "revoke", "elsewhere"], check=True,
+                   env={**__import__("os").environ, "REVIEWQUEUE_DATABASE_URL": db_url}, capture_output=True)
+    time.sleep(tokens.RECENT_SECONDS + 0.1)
+    assert api.post("/v1/items", json=item(2), headers=headers).status_code == 401

@@ -11,14 +11,17 @@ import os
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from .. import __version__, db, ingest, items, queues, review, tokens, webhooks
 from ..errors import AuthenticationFailed
+from ..groupcommit import GroupCommit
 from ..items import ItemFilter
 from ..schemas import (
     ID_PATTERN,
@@ -54,6 +57,17 @@ class Health(BaseModel):
     status: str
 
 
+def _writes(request: Request) -> GroupCommit:
+    return request.app.state.writes
+
+
+def _queue_checked(who: tokens.Principal, item_id: str, fn, *args, engine, **kwargs):
+    """``fn`` after checking that a queue-limited token may act on the item's queue."""
+    if who.queues:
+        who.require_queue(items.get(item_id, engine=engine).queue)
+    return fn(*args, engine=engine, **kwargs)
+
+
 def create_app(database_url: str | None = None, *, webhook_worker: bool | None = None) -> FastAPI:
     settings = get_settings()
     if webhook_worker is None:  # set by `reviewqueue api` / `up` for their uvicorn workers
@@ -63,10 +77,14 @@ def create_app(database_url: str | None = None, *, webhook_worker: bool | None =
     async def lifespan(app: FastAPI):
         app.state.engine = db.get_engine(database_url)
         db.upgrade(app.state.engine)
+        # Concurrent writes (ingest, claim, release, decide) share transactions.
+        app.state.writes = GroupCommit(app.state.engine)
+        app.state.submit_each = partial(ingest.submit_each, engine=app.state.engine)
         worker = webhooks.Worker(app.state.engine).start() if webhook_worker else None
         yield
         if worker:
             worker.stop()
+        app.state.writes.stop()
 
     app = FastAPI(
         title="reviewqueue", version=__version__, lifespan=lifespan,
@@ -87,13 +105,21 @@ def create_app(database_url: str | None = None, *, webhook_worker: bool | None =
     async def engine(request: Request):  # async: no thread hop just to read app state
         return request.app.state.engine
 
-    def principal(request: Request) -> tokens.Principal:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationFailed("missing token: send 'Authorization: Bearer <token>'")
-        who = tokens.authenticate(token.strip(), engine=request.app.state.engine)
-        tokens.touch(who.token, engine=request.app.state.engine)
+    def look_up(token: str, eng) -> tokens.Principal:
+        who = tokens.authenticate(token, engine=eng)
+        tokens.touch(who.token, engine=eng)
         return who
+
+    async def principal(request: Request) -> tokens.Principal:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationFailed("missing token: send 'Authorization: Bearer <token>'")
+        # A token seen in the last second needs no database read (nor a thread).
+        who = tokens.recently_authenticated(token)
+        if who is not None and not tokens.touch_due(who.token):
+            return who
+        return await run_in_threadpool(look_up, token, request.app.state.engine)
 
     Caller = Annotated[tokens.Principal, Depends(principal)]
     Engine = Annotated[Any, Depends(engine)]
@@ -115,10 +141,10 @@ def create_app(database_url: str | None = None, *, webhook_worker: bool | None =
 
     @app.post("/v1/items", response_model=SubmitResult, status_code=201, tags=["ingest"],
               responses={200: {"description": "Seen before: the stored item, with duplicate=true"}})
-    def post_item(body: ItemIn, who: Caller, eng: Engine):
+    async def post_item(body: ItemIn, who: Caller, request: Request):
         who.require("ingest")
         who.require_queue(body.queue)
-        result = ingest.submit(body, actor=who.actor, engine=eng)
+        result = await _writes(request).run_combined(request.app.state.submit_each, (body, who.actor))
         return JSONResponse(asdict(result), status_code=200 if result.duplicate else 201)
 
     @app.post("/v1/items/batch", response_model=BatchOut, tags=["ingest"])
@@ -170,26 +196,25 @@ def create_app(database_url: str | None = None, *, webhook_worker: bool | None =
 
     @app.post("/v1/queues/{name}/claim", response_model=ItemOut, tags=["review"],
               responses={204: {"description": "Nothing is waiting"}})
-    def claim(name: Annotated[str, Path(pattern=QUEUE_NAME_PATTERN)], who: Caller, eng: Engine):
+    async def claim(name: Annotated[str, Path(pattern=QUEUE_NAME_PATTERN)], who: Caller, request: Request):
         who.require("review")
         who.require_queue(name)
-        item = review.claim_next(name, who.actor, engine=eng)
+        item = await _writes(request).run(review.claim_next, name, who.actor, engine=request.app.state.engine)
         if item is None:
             return Response(status_code=204)
         return item
 
     @app.post("/v1/items/{item_id}/release", response_model=ItemOut, tags=["review"])
-    def release(item_id: ItemId, who: Caller, eng: Engine):
+    async def release(item_id: ItemId, who: Caller, request: Request):
         who.require("review")
-        if who.queues:
-            who.require_queue(items.get(item_id, engine=eng).queue)
-        return review.release(item_id, who.actor, engine=eng)
+        eng = request.app.state.engine
+        return await _writes(request).run(_queue_checked, who, item_id, review.release, item_id, who.actor, engine=eng)
 
     @app.post("/v1/items/{item_id}/decision", response_model=ItemOut, tags=["review"])
-    def decide(item_id: ItemId, body: DecisionIn, who: Caller, eng: Engine):
+    async def decide(item_id: ItemId, body: DecisionIn, who: Caller, request: Request):
         who.require("review")
-        if who.queues:
-            who.require_queue(items.get(item_id, engine=eng).queue)
-        return review.decide_item(item_id, who.actor, body, engine=eng)
+        eng = request.app.state.engine
+        return await _writes(request).run(_queue_checked, who, item_id, review.decide_item, item_id, who.actor, body,
+                                          engine=eng)
 
     return app
