@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_core import fresh, make_items, pct  # noqa: E402
@@ -97,7 +98,7 @@ def wrk_single(base: str, token: str, seconds: int, url: str) -> str:
     # never come from answering duplicates.
     engine = db.make_engine(url, pool=False)
     with engine.connect() as conn:
-        stored = conn.exec_driver_sql("SELECT count(*) FROM items WHERE external_id LIKE 'wrk-%'").scalar()
+        stored = conn.execute(text("SELECT count(*) FROM items WHERE external_id LIKE :p"), {"p": "wrk-%"}).scalar()
     engine.dispose()
     return (f"{float(rps.group(1)):8,.0f} req/s   p50 {lat['50'].group(1)}  p99 {lat['99'].group(1)}"
             f"   non-2xx {errors.group(1) if errors else 0}   {stored:,} items stored for {int(sent.group(1)):,} requests")
