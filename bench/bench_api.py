@@ -7,8 +7,10 @@ Starts ``reviewqueue api`` on a fresh database and prints, in one run:
   clients (wrk, from Debian's ``wrk`` package);
 - p50/p99 latency of one sequential client, with a kept-alive connection and with a
   fresh connection per request;
-- batch ingest items/s (``POST /v1/items/batch``, 1,000 items a request);
-- claim+decide round trips/s with 8 concurrent reviewers;
+- batch ingest items/s (``POST /v1/items/batch``, 1,000 items a request), from one
+  client and from four concurrent clients;
+- claim+decide round trips/s with 8 concurrent reviewers (wrk with a Lua script that
+  decides what each reviewer claimed; Python threads if wrk is missing);
 beside the in-process ``submit_many`` rate measured in the same run.
 """
 
@@ -131,19 +133,90 @@ def sequential(base: str, token: str, n: int, keep_alive: bool) -> list[float]:
     return times
 
 
-def batch_ingest(base: str, token: str, n: int) -> float:
+def batch_ingest(base: str, token: str, n: int, clients: int = 1) -> float:
+    """Post n items in batches of 1,000 from ``clients`` concurrent clients."""
     items = make_items(n)
     for it in items:
-        it["external_id"] = "batch-" + it["external_id"]
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
-        t = time.perf_counter()
-        for start in range(0, n, 1000):
-            r = client.post("/v1/items/batch", json={"items": items[start : start + 1000]})
-            assert r.status_code == 200, r.text
-        return n / (time.perf_counter() - t)
+        it["external_id"] = f"batch{clients}-" + it["external_id"]
+    batches = iter(range(0, n, 1000))
+    lock = threading.Lock()
+
+    def work():
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
+            while True:
+                with lock:
+                    start = next(batches, None)
+                if start is None:
+                    return
+                r = client.post("/v1/items/batch", json={"items": items[start : start + 1000]})
+                assert r.status_code == 200, r.text
+
+    threads = [threading.Thread(target=work) for _ in range(clients)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return n / (time.perf_counter() - t)
+
+
+# Eight reviewers, one wrk thread and connection each, each claiming and then deciding
+# what it claimed: wrk's Lua keeps the claimed id per thread. A C load generator, so
+# the figure is the server's (eight Python client threads topped out first).
+WRK_REVIEW_SCRIPT = """
+local tokens = {TOKENS}
+local threads = {}
+setup = function(thread)
+  table.insert(threads, thread)
+  thread:set("token", tokens[#threads])
+end
+local item = nil
+errors = 0
+request = function()
+  if item then
+    return wrk.format("POST", "/v1/items/" .. item .. "/decision",
+      {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, '{"verdict":"approve"}')
+  end
+  return wrk.format("POST", "/v1/queues/bench/claim", {["Authorization"] = "Bearer " .. token})
+end
+response = function(status, headers, body)
+  if item then
+    if status ~= 200 then errors = errors + 1 end
+    item = nil
+  elseif status == 200 then
+    item = body:match('"id":"([^"]+)"')
+  end
+end
+done = function(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("errors") end
+  io.write(string.format("DECISION_ERRORS %d\\n", total))
+end
+"""
+
+
+def decided(url: str) -> int:
+    engine = db.make_engine(url, pool=False)
+    with engine.connect() as conn:
+        count = conn.execute(text("SELECT count(*) FROM reviews")).scalar()
+    engine.dispose()
+    return count
+
+
+def claim_decide_wrk(base: str, reviewer_tokens: list[str], seconds: int, url: str) -> tuple[float, int]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_REVIEW_SCRIPT.replace("TOKENS", ", ".join(f'"{t}"' for t in reviewer_tokens)))
+    before = decided(url)
+    n = len(reviewer_tokens)
+    out = subprocess.run(["wrk", "-t", str(n), "-c", str(n), "-d", f"{seconds}s", "-s", f.name, base],
+                         capture_output=True, text=True).stdout
+    secs = float(re.search(r"requests in ([\d.]+)s", out).group(1))
+    errors = int(re.search(r"DECISION_ERRORS (\d+)", out).group(1))
+    return (decided(url) - before) / secs, errors
 
 
 def claim_decide(base: str, reviewer_tokens: list[str], seconds: float) -> tuple[float, int]:
+    """Without wrk: eight Python threads with httpx (the client side then limits)."""
     reviewers = len(reviewer_tokens)
     done, errors = [0] * reviewers, [0]
     stop = time.monotonic() + seconds
@@ -193,11 +266,17 @@ def main() -> None:
             fresh_conn = sequential(base, token, 300, keep_alive=False)
             print(f"[{label}] POST /v1/items, 1 client, new conn.   p50 {pct(fresh_conn, 50):.2f} ms  "
                   f"p99 {pct(fresh_conn, 99):.2f} ms")
-            rate = batch_ingest(base, token, 20_000)
-            print(f"[{label}] POST /v1/items/batch (1,000/request)  {rate:8,.0f} items/s   "
-                  f"({rate / inproc:.0%} of in-process)")
-            rt, errors = claim_decide(base, reviewer_tokens, args.seconds)
-            print(f"[{label}] claim+decide, 8 reviewers            {rt:8,.0f} round trips/s   errors {errors}")
+            for clients in (1, 4):
+                rate = batch_ingest(base, token, 20_000, clients)
+                print(f"[{label}] POST /v1/items/batch, {clients} client(s)     {rate:8,.0f} items/s   "
+                      f"({rate / inproc:.0%} of in-process)")
+            if shutil.which("wrk"):
+                rt, errors = claim_decide_wrk(base, reviewer_tokens, args.seconds, url)
+                how = "wrk"
+            else:
+                rt, errors = claim_decide(base, reviewer_tokens, args.seconds)
+                how = "httpx"
+            print(f"[{label}] claim+decide, 8 reviewers ({how})      {rt:8,.0f} round trips/s   errors {errors}")
         finally:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=20)

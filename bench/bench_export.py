@@ -3,8 +3,10 @@ beside the raw speed of reading the same rows with plain sqlite3, in one run.
 
     python bench/bench_export.py [--rows 1000000]
 
-Peak RSS is measured per export in a fresh child process (``resource.getrusage`` of
-the child), so one export's memory cannot hide another's.
+Each export runs in a fresh child process, so one export's memory cannot hide
+another's; its peak memory is the proportional set size (PSS: shared pages split
+between the processes sharing them) summed over the child and its worker processes,
+sampled 20 times a second, or the child's own peak RSS if that is larger. Parquet is measured with the default workers and in one process.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import random
+import re
 import resource
 import sqlite3
 import sys
@@ -25,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reviewqueue import db, export, queues, textdiff  # noqa: E402
 from reviewqueue.ids import uuid7  # noqa: E402
+from reviewqueue.settings import get_settings  # noqa: E402
 
 WEEK = "2026-W47"
 
@@ -71,11 +76,46 @@ def build(path: Path, n: int) -> None:
     conn.close()
 
 
-def _child_export(url: str, out: str, fmt: str, q) -> None:
+def _tree_rss_mb(root: int) -> float:
+    """Memory of a process and all its descendants (export workers), in MB (PSS)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, grew = {root}, True
+    while grew:
+        more = {p for p, pp in parents.items() if pp in tree} - tree
+        tree |= more
+        grew = bool(more)
+    total = 0.0
+    for pid in tree:
+        try:  # proportional set size: pages shared between the processes count once
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            total += int(re.search(r"^Pss:\s+(\d+) kB", rollup, re.M).group(1)) / 1024
+        except (OSError, AttributeError, ValueError):
+            continue
+    return total
+
+
+def _child_export(url: str, out: str, fmt: str, workers: int, q) -> None:
+    import threading
+
+    peak, done = [0.0], threading.Event()
+
+    def sample():  # the workers' memory counts too: sum the process tree, 20 times a second
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], _tree_rss_mb(os.getpid()))
+
+    threading.Thread(target=sample, daemon=True).start()
     engine = db.make_engine(url)
     t = time.perf_counter()
-    [r] = export.export(out, fmt=fmt, week_spec=WEEK, engine=engine)
-    q.put((r.rows, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    [r] = export.export(out, fmt=fmt, week_spec=WEEK, engine=engine, workers=workers)
+    secs = time.perf_counter() - t
+    done.set()
+    q.put((r.rows, secs, max(peak[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 
 
 def _child_raw(path: str, q) -> None:
@@ -114,10 +154,12 @@ def main() -> None:
     build(path, args.rows)
     print(f"reviewqueue export benchmark: {args.rows:,} decided items (built in {time.perf_counter() - t:.0f} s)")
     n, secs, rss = run(_child_raw, str(path))
-    print(f"{'raw sqlite3 read of the same rows':<36} {n / secs:10,.0f} rows/s   peak RSS {rss:6.0f} MB")
-    for fmt in ("parquet", "jsonl", "csv"):
-        n, secs, rss = run(_child_export, f"sqlite:///{path}", str(tmp / "out"), fmt)
-        print(f"{'export --format ' + fmt:<36} {n / secs:10,.0f} rows/s   peak RSS {rss:6.0f} MB   ({n:,} rows, {secs:.1f} s)")
+    print(f"{'raw sqlite3 read of the same rows':<40} {n / secs:10,.0f} rows/s   peak RSS {rss:6.0f} MB")
+    workers = get_settings().export_workers
+    for fmt, n_workers in (("parquet", workers), ("parquet", 1), ("jsonl", workers), ("csv", workers)):
+        n, secs, rss = run(_child_export, f"sqlite:///{path}", str(tmp / "out"), fmt, n_workers)
+        label = f"export --format {fmt} --workers {n_workers}"
+        print(f"{label:<40} {n / secs:10,.0f} rows/s   peak RSS {rss:6.0f} MB   ({n:,} rows, {secs:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -356,6 +356,9 @@ def export_cmd(
     since: Annotated[str | None, typer.Option("--since", help="ISO 8601 start (inclusive).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="ISO 8601 end (exclusive).")] = None,
     verdict: Annotated[list[str] | None, typer.Option("--verdict", help="Only these verdicts; repeat.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, max=64,
+        help="Processes converting slices in parallel (default REVIEWQUEUE_EXPORT_WORKERS: cores, up to 2).")] = None,
 ) -> None:
     """Write decided items as a dataset; with no period, everything since the last export."""
     from . import export as exports
@@ -367,7 +370,7 @@ def export_cmd(
     except ValueError as exc:
         raise ValidationFailed(f"--since/--until take ISO 8601 times, e.g. 2026-11-16T00:00:00Z ({exc})") from None
     for r in exports.export(out, fmt=fmt, queues=queue, week_spec=week, since=since_dt, until=until_dt,
-                            verdicts=verdict, actor="cli"):
+                            verdicts=verdict, actor="cli", workers=workers):
         counts = ", ".join(f"{n} {v}" for v, n in sorted(r.counts_by_verdict.items())) or "no decisions"
         typer.echo(f"{r.queue}: {r.rows} row(s) ({counts}) -> {r.path}")
 

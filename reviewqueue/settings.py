@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,6 +19,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = 32 * 1024 * 1024
     max_batch_items: int = 1000
     export_dir: str = "data/exports"
+    #: Processes that read and convert a large export's slices in parallel (1: all in
+    #: the exporting process). Each adds about 150 MB while it runs.
+    export_workers: int = Field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)), ge=1, le=64)
     #: Seconds a reviewer may undo their last decision.
     undo_seconds: int = 30
     #: Failed sign-ins allowed per user name within ``signin_window_seconds``.

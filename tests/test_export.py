@@ -266,3 +266,66 @@ def test_arrow_text_property(texts, ascii_only):
 
     raw = [json.dumps(t, ensure_ascii=ascii_only) for t in texts]
     assert export._arrow_text(pa.array(raw, type=pa.string())).to_pylist() == texts
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "chat-jsonl"])
+def test_parallel_slices_write_the_same_file(engine, decided, tmp_path, monkeypatch, fmt):
+    """Worker processes converting slices of two decisions each give the same data as
+    one process reading it all."""
+    monkeypatch.setattr(export, "SLICE_ROWS", 2)
+    wk = datetime.now(UTC).isocalendar()
+    spec = f"{wk.year}-W{wk.week:02d}"
+    assert len(export._slices(engine, "support", export.week(spec))) == 3
+    [one] = export.export(tmp_path / "one", fmt=fmt, week_spec=spec, engine=engine, workers=1)
+    [two] = export.export(tmp_path / "two", fmt=fmt, week_spec=spec, engine=engine, workers=2)
+    assert two.rows == one.rows and two.counts_by_verdict == one.counts_by_verdict
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(two.path).equals(pq.read_table(one.path))
+        assert pq.ParquetFile(two.path).schema_arrow == export.parquet_schema()
+    else:
+        assert two.path.read_bytes() == one.path.read_bytes()
+    assert not list((tmp_path / "two" / ".partial").iterdir())  # parts removed
+
+
+def test_slices_cover_the_period_when_decisions_share_an_instant(engine, decided, monkeypatch):
+    monkeypatch.setattr(export, "SLICE_ROWS", 2)
+    with engine.begin() as conn:
+        conn.execute(export.Review.__table__.update().values(created_at=datetime(2026, 11, 18, 12, tzinfo=UTC)))
+    period = export.week("2026-W47")
+    slices = export._slices(engine, "support", period)
+    assert slices[0][0] == period.since and slices[-1][1] == period.until
+    assert all(a < b for a, b in slices) and all(x[1] == y[0] for x, y in zip(slices, slices[1:], strict=False))
+
+
+def test_worker_errors_reach_the_caller():
+    pool = export._Workers(1)
+    try:
+        pool.send(0, {"url": "sqlite:///nowhere/x.db", "fmt": "jsonl", "queue": "q", "since": "2026-01-01T00:00:00Z",
+                      "until": "2026-01-02T00:00:00Z", "verdicts": None, "path": "/nonexistent-dir/part"})
+        with pytest.raises(RuntimeError, match="export worker failed"):
+            pool.receive(0)
+        pool._procs[0].kill()
+        pool._procs[0].wait()
+        with pytest.raises(RuntimeError, match="exited"):
+            pool.receive(0)
+    finally:
+        pool.close()
+
+
+def test_a_failed_parallel_export_leaves_no_file_and_keeps_the_watermark(engine, decided, tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "SLICE_ROWS", 2)
+    real = export._Workers.receive
+
+    def fail_on_second(self, k):
+        if k == 1:
+            raise RuntimeError("worker lost")
+        return real(self, k)
+
+    monkeypatch.setattr(export._Workers, "receive", fail_on_second)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        export.export(tmp_path, fmt="parquet", engine=engine, workers=2)
+    assert not list(tmp_path.glob("support/*/data.*"))
+    assert not list((tmp_path / ".partial").iterdir())
+    assert export.watermark("support", "parquet", "", engine=engine) is None

@@ -9,7 +9,6 @@ Run it with ``reviewqueue api`` (uvicorn), or ``uvicorn --factory reviewqueue.ap
 import logging
 import os
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
@@ -145,7 +144,7 @@ def create_app(database_url: str | None = None, *, webhook_worker: bool | None =
         who.require("ingest")
         who.require_queue(body.queue)
         result = await _writes(request).run_combined(request.app.state.submit_each, (body, who.actor))
-        return JSONResponse(asdict(result), status_code=200 if result.duplicate else 201)
+        return JSONResponse(result.as_dict(), status_code=200 if result.duplicate else 201)
 
     @app.post("/v1/items/batch", response_model=BatchOut, tags=["ingest"])
     def post_batch(body: BatchIn, who: Caller, eng: Engine):
@@ -153,7 +152,7 @@ def create_app(database_url: str | None = None, *, webhook_worker: bool | None =
         for name in {i.queue for i in body.items}:
             who.require_queue(name)
         results = ingest.submit_many(body.items, actor=who.actor, engine=eng)
-        return JSONResponse({"results": [asdict(r) for r in results]})
+        return JSONResponse({"results": [r.as_dict() for r in results]})
 
     @app.get("/v1/items/{item_id}", response_model=ItemOut, tags=["items"])
     def get_item(item_id: ItemId, who: Caller, eng: Engine):
