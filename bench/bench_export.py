@@ -154,12 +154,12 @@ def main() -> None:
     build(path, args.rows)
     print(f"reviewqueue export benchmark: {args.rows:,} decided items (built in {time.perf_counter() - t:.0f} s)")
     n, secs, rss = run(_child_raw, str(path))
-    print(f"{'raw sqlite3 read of the same rows':<40} {n / secs:10,.0f} rows/s   peak RSS {rss:6.0f} MB")
+    print(f"{'raw sqlite3 read of the same rows':<40} {n / secs:10,.0f} rows/s   peak memory {rss:6.0f} MB")
     workers = get_settings().export_workers
     for fmt, n_workers in (("parquet", workers), ("parquet", 1), ("jsonl", workers), ("csv", workers)):
         n, secs, rss = run(_child_export, f"sqlite:///{path}", str(tmp / "out"), fmt, n_workers)
         label = f"export --format {fmt} --workers {n_workers}"
-        print(f"{label:<40} {n / secs:10,.0f} rows/s   peak RSS {rss:6.0f} MB   ({n:,} rows, {secs:.1f} s)")
+        print(f"{label:<40} {n / secs:10,.0f} rows/s   peak memory {rss:6.0f} MB   ({n:,} rows, {secs:.1f} s)")
 
 
 if __name__ == "__main__":
