@@ -241,8 +241,19 @@ def writing(engine: Engine | None = None) -> Iterator[Connection]:
     engine = engine or get_engine()
     group = _group.get()
     if group is not None and group[0] is engine:
-        with group[1].begin_nested():
-            yield group[1]
+        # A savepoint on the driver's connection: SQLAlchemy's begin_nested() cost
+        # ~0.2 ms per operation here, most of a grouped claim's own time. Nested blocks
+        # reuse the name; both databases release and roll back the innermost one.
+        conn = group[1]
+        driver = conn.connection.driver_connection
+        driver.execute("SAVEPOINT rq_write")
+        try:
+            yield conn
+        except BaseException:
+            driver.execute("ROLLBACK TO SAVEPOINT rq_write")
+            driver.execute("RELEASE SAVEPOINT rq_write")
+            raise
+        driver.execute("RELEASE SAVEPOINT rq_write")
         return
     if is_sqlite(engine):
         with _write_lock(engine), engine.begin() as conn:

@@ -97,3 +97,27 @@ def test_run_combined_from_asyncio(engine, queue, writes):
     *ok, bad = asyncio.run(main())
     assert len({r.id for r in ok}) == 30 and isinstance(bad, QueueNotFound)
     assert writes.groups < 31
+
+
+def test_a_database_error_in_one_operation_leaves_the_group_usable(engine, queue, writes):
+    """On PostgreSQL a failed statement aborts the transaction until the savepoint is
+    rolled back: the next operations of the group must still run and commit."""
+    from sqlalchemy.exc import IntegrityError
+
+    def break_a_constraint():
+        with db.writing(engine) as conn:
+            events.record(conn, "test.should_vanish", "test", queue="support")
+            conn.exec_driver_sql("INSERT INTO queues (name) VALUES (NULL)")
+
+    release = _paused(writes)
+    before = writes.submit(ingest.submit, item(1), engine=engine)
+    failing = writes.submit(break_a_constraint)
+    after = writes.submit(ingest.submit, item(2), engine=engine)
+    release.set()
+    with pytest.raises(IntegrityError):
+        failing.result(10)
+    assert not before.result(10).duplicate and not after.result(10).duplicate
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM items").scalar() == 2
+        kinds = [k for (k,) in conn.exec_driver_sql("SELECT kind FROM events")]
+    assert "test.should_vanish" not in kinds

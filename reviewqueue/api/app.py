@@ -56,6 +56,12 @@ class Health(BaseModel):
     status: str
 
 
+def _json(model: BaseModel) -> Response:
+    # The hot review routes return their model already validated: serialise it once,
+    # instead of FastAPI validating it again against the response_model.
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
 def _writes(request: Request) -> GroupCommit:
     return request.app.state.writes
 
@@ -201,19 +207,20 @@ def create_app(database_url: str | None = None, *, webhook_worker: bool | None =
         item = await _writes(request).run(review.claim_next, name, who.actor, engine=request.app.state.engine)
         if item is None:
             return Response(status_code=204)
-        return item
+        return _json(item)
 
     @app.post("/v1/items/{item_id}/release", response_model=ItemOut, tags=["review"])
     async def release(item_id: ItemId, who: Caller, request: Request):
         who.require("review")
         eng = request.app.state.engine
-        return await _writes(request).run(_queue_checked, who, item_id, review.release, item_id, who.actor, engine=eng)
+        return _json(await _writes(request).run(_queue_checked, who, item_id, review.release, item_id, who.actor,
+                                                engine=eng))
 
     @app.post("/v1/items/{item_id}/decision", response_model=ItemOut, tags=["review"])
     async def decide(item_id: ItemId, body: DecisionIn, who: Caller, request: Request):
         who.require("review")
         eng = request.app.state.engine
-        return await _writes(request).run(_queue_checked, who, item_id, review.decide_item, item_id, who.actor, body,
-                                          engine=eng)
+        return _json(await _writes(request).run(_queue_checked, who, item_id, review.decide_item, item_id, who.actor,
+                                                body, engine=eng))
 
     return app
