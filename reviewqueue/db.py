@@ -322,6 +322,79 @@ def stream_tuples(engine: Engine, stmt, params: dict, *, size: int) -> Iterator[
             cursor.close()
 
 
+class Prepared:
+    """A Core statement compiled once per dialect and run on the driver's own cursor,
+    inside whatever transaction the SQLAlchemy connection is in.
+
+    For the claim and decision hot paths: SQLAlchemy's per-execute work (cache key,
+    parameter construction, execution context, result wrapping) cost ~60 us a
+    statement here, several times the statement itself, and it ran inside SQLite's
+    write lock, which every API worker waits for. The SQL, the bind processors and the
+    result processors are SQLAlchemy's own, so values go in and come out exactly as
+    ``conn.execute`` would give them. Rows are named tuples (``row.id``, ``row._asdict()``).
+    Statements with expanding (``IN``) parameters are not supported.
+    """
+
+    def __init__(self, stmt, *, keys: list[str] | None = None):
+        self.stmt = stmt
+        self.keys = keys  # an INSERT's columns, in the order of its values
+        self._by_dialect: dict[tuple, tuple] = {}
+
+    def _prepare(self, dialect) -> tuple:
+        from collections import namedtuple
+
+        compiled = self.stmt.compile(dialect=dialect, column_keys=self.keys)
+        defaults = compiled.construct_params(_check=False)
+        binds = {name: proc for name, proc in compiled._bind_processors.items() if proc is not None}
+        names = tuple(compiled.positiontup) if dialect.positional else None
+        columns = compiled._result_columns
+        # [row class, column types, processors (from the first result's description)]
+        row = [namedtuple("Row", [col[0] for col in columns]), [col[3] for col in columns], None] if columns else None
+        prepared = (compiled.string, defaults, binds, names, row)
+        self._by_dialect[(dialect.name, dialect.driver)] = prepared
+        return prepared
+
+    @staticmethod
+    def _converters(dialect, types: list, description) -> list:
+        # Some result processors depend on the driver's column type (psycopg's numeric OIDs).
+        procs = [t._cached_result_processor(dialect, d[1]) for t, d in zip(types, description, strict=True)]
+        return [(i, proc) for i, proc in enumerate(procs) if proc is not None]
+
+    def rows(self, conn: Connection, params: dict | None = None) -> list:
+        """Run it with ``params`` (bind names as in the statement); the returned rows."""
+        dialect = conn.dialect
+        prepared = self._by_dialect.get((dialect.name, dialect.driver)) or self._prepare(dialect)
+        sql, defaults, binds, names, row = prepared
+        values = {**defaults, **params} if params else dict(defaults)
+        for name, proc in binds.items():
+            values[name] = proc(values[name])
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.execute(sql, tuple(values[n] for n in names) if names is not None else values)
+            if row is None:
+                return []
+            make, types, convert = row
+            if convert is None:
+                convert = row[2] = self._converters(dialect, types, cursor.description)
+            out = []
+            for raw in cursor.fetchall():
+                if convert:
+                    raw = list(raw)
+                    for i, proc in convert:
+                        raw[i] = proc(raw[i])
+                out.append(make(*raw))
+            return out
+        finally:
+            cursor.close()
+
+    def first(self, conn: Connection, params: dict | None = None):
+        rows = self.rows(conn, params)
+        return rows[0] if rows else None
+
+    def run(self, conn: Connection, params: dict | None = None) -> None:
+        self.rows(conn, params)
+
+
 def ping(engine: Engine | None = None) -> None:
     with read_conn(engine) as conn:
         conn.execute(text("SELECT 1"))

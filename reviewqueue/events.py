@@ -10,10 +10,12 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from . import clock
-from .db import reading
+from .db import Prepared, reading
 from .models import Event
 
 _INSERT = Event.__table__.insert()
+_KEYS = ["at", "actor", "kind", "item_id", "queue", "before", "after"]
+_PREPARED_INSERT = Prepared(_INSERT, keys=_KEYS)
 
 
 def record(
@@ -27,12 +29,12 @@ def record(
     after: Any = None,
     at=None,
 ) -> None:
-    # A Core insert: no ORM object to flush or expire on the hot claim/decide path.
-    session.execute(
-        _INSERT,
-        [{"at": at or clock.now(), "actor": actor, "kind": kind, "item_id": item_id, "queue": queue,
-          "before": before, "after": after}],
-    )
+    values = {"at": at or clock.now(), "actor": actor, "kind": kind, "item_id": item_id, "queue": queue,
+              "before": before, "after": after}
+    if isinstance(session, Connection):  # the claim/decide hot path: straight to the driver
+        _PREPARED_INSERT.run(session, values)
+    else:  # a Core insert: no ORM object to flush or expire
+        session.execute(_INSERT, [values])
 
 
 def history(item_id: str, *, engine=None) -> list[Event]:

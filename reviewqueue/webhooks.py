@@ -28,7 +28,7 @@ import httpx
 from sqlalchemy import bindparam, func, select, update
 
 from . import clock, review
-from .db import reading, transaction, writing
+from .db import Prepared, reading, transaction, writing
 from .errors import NotFound, ValidationFailed
 from .models import Queue, Webhook, WebhookDelivery
 
@@ -109,11 +109,14 @@ def status(*, engine=None) -> list[dict]:
 
 # --- the outbox -------------------------------------------------------------------
 
-_ACTIVE_HOOKS = select(webhooks_t.c.id).where(webhooks_t.c.queue == bindparam("b_queue"), webhooks_t.c.active.is_(True))
+# Run inside every decision's transaction (the SQLite write lock): on the driver's cursor.
+_ACTIVE_HOOKS = Prepared(
+    select(webhooks_t.c.id).where(webhooks_t.c.queue == bindparam("b_queue"), webhooks_t.c.active.is_(True))
+)
 
 
 def _enqueue(conn, item, rv, kind: str) -> None:
-    hook_ids = conn.execute(_ACTIVE_HOOKS, {"b_queue": item.queue}).scalars().all()
+    hook_ids = [row.id for row in _ACTIVE_HOOKS.rows(conn, {"b_queue": item.queue})]
     if not hook_ids:
         return
     now = clock.now()
