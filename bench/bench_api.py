@@ -134,22 +134,28 @@ def sequential(base: str, token: str, n: int, keep_alive: bool) -> list[float]:
 
 
 def batch_ingest(base: str, token: str, n: int, clients: int = 1) -> float:
-    """Post n items in batches of 1,000 from ``clients`` concurrent clients."""
+    """Post n items in batches of 1,000 from ``clients`` concurrent clients. The bodies
+    are encoded before the clock starts (as wrk's are): the figure is the server's, not
+    the Python client's JSON encoding (~3 ms a batch here, on the same two cores)."""
+    import json
+
     items = make_items(n)
     for it in items:
         it["external_id"] = f"batch{clients}-" + it["external_id"]
-    batches = iter(range(0, n, 1000))
+    bodies = iter([json.dumps({"items": items[start : start + 1000]}).encode() for start in range(0, n, 1000)])
     lock = threading.Lock()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def work():
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
+        with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
             while True:
                 with lock:
-                    start = next(batches, None)
-                if start is None:
+                    body = next(bodies, None)
+                if body is None:
                     return
-                r = client.post("/v1/items/batch", json={"items": items[start : start + 1000]})
+                r = client.post("/v1/items/batch", content=body)
                 assert r.status_code == 200, r.text
+                assert len(r.json()["results"]) == 1000
 
     threads = [threading.Thread(target=work) for _ in range(clients)]
     t = time.perf_counter()

@@ -263,6 +263,12 @@ def writing(engine: Engine | None = None) -> Iterator[Connection]:
         yield conn
 
 
+def in_group(engine: Engine) -> bool:
+    """Whether this thread is inside a :func:`group_transaction` on ``engine``."""
+    group = _group.get()
+    return group is not None and group[0] is engine
+
+
 @contextmanager
 def group_transaction(engine: Engine | None = None) -> Iterator[Connection]:
     """One write transaction shared by every :func:`writing` block run inside it on

@@ -24,13 +24,13 @@ from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from json.encoder import encode_basestring
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 from sqlalchemy import bindparam, select, tuple_
 
 from . import clock, events
-from .db import get_engine, is_sqlite, writing
+from .db import get_engine, in_group, is_sqlite, read_conn, writing
 from .errors import PayloadTooLarge, QueueNotFound, ReviewQueueError, ValidationFailed
 from .ids import uuid7_many
 from .models import Item, Queue
@@ -156,119 +156,154 @@ def submit_each(
     return results  # type: ignore[return-value]
 
 
+#: Batches of at least this many items are validated, serialised and routed before the
+#: write transaction begins: on SQLite that work would otherwise hold the one write lock
+#: that every other writer (API workers, reviewers) waits for.
+PREPARE_OUTSIDE_LOCK = 100
+
+
 def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[SubmitResult]:
     if not items:
         return []
     engine = engine or get_engine()
-    limit = get_settings().max_item_bytes
-    sqlite = is_sqlite(engine)
     now = clock.now()
-    stamp = _sqlite_time(now) if sqlite else now
+    if len(items) >= PREPARE_OUTSIDE_LOCK and not in_group(engine):
+        # Queue settings read a moment before the insert: a threshold changed in between
+        # applies from the next batch, as it would had this batch come a moment earlier.
+        with read_conn(engine) as conn:
+            prepared = _prepare(items, _queue_settings(conn, items, single), now, engine, single)
+        with writing(engine) as conn:
+            results = _store(conn, prepared, actor, now, engine)
+    else:
+        with writing(engine) as conn:
+            prepared = _prepare(items, _queue_settings(conn, items, single), now, engine, single)
+            results = _store(conn, prepared, actor, now, engine)
+    _analyze_if_big(engine, len(prepared.rows))
+    return results
 
-    with writing(engine) as conn:
-        wanted = {item.queue for item in items}
-        queues = {q.name: q for q in conn.execute(_QUEUES, {"names": list(wanted)})}
-        missing = sorted(wanted - set(queues))
-        if missing:
-            if single:
-                raise QueueNotFound(missing[0])
-            where = [i for i, it in enumerate(items) if it.queue in missing]
-            err = QueueNotFound(missing[0])
-            err.message = (
-                f"unknown queue(s) {', '.join(map(repr, missing))} at items {where[:20]}; create them first"
-            )
-            err.args = (err.message,)
-            err.detail = err.message
-            raise err
 
-        ids = iter(uuid7_many(len(items)))
-        # Plain values: reading ORM attributes once per item showed up in profiles.
-        settings = {q.name: (q.threshold, q.label_thresholds, q.audit_rate) for q in queues.values()}
-        rows: list[tuple] = []
-        results: list[SubmitResult | None] = []
-        first_of: dict[tuple[str, str], int] = {}
-        repeats: list[tuple[int, int]] = []  # (index, index of the first with the same key)
-        too_large: list[dict[str, Any]] = []
-        for index, item in enumerate(items):
-            if item.external_id is not None:
-                key = (item.queue, item.external_id)
-                if key in first_of:
-                    repeats.append((index, first_of[key]))
-                    results.append(None)
-                    continue
-                first_of[key] = index
-            try:
-                inp, out = _dumps(item.input), _dumps(item.output)
-                ctx = _dumps([c.model_dump(exclude_none=True) for c in item.context]) if item.context else "[]"
-                meta = _dumps(item.metadata) if item.metadata else "{}"
-            except (ValueError, TypeError) as exc:
-                raise ValidationFailed.of([{
+def _queue_settings(conn, items: list[ItemIn], single: bool) -> dict[str, tuple]:
+    """(threshold, label_thresholds, audit_rate) of every queue named in ``items``."""
+    wanted = {item.queue for item in items}
+    queues = {q.name: q for q in conn.execute(_QUEUES, {"names": list(wanted)})}
+    missing = sorted(wanted - set(queues))
+    if missing:
+        if single:
+            raise QueueNotFound(missing[0])
+        where = [i for i, it in enumerate(items) if it.queue in missing]
+        err = QueueNotFound(missing[0])
+        err.message = f"unknown queue(s) {', '.join(map(repr, missing))} at items {where[:20]}; create them first"
+        err.args = (err.message,)
+        err.detail = err.message
+        raise err
+    # Plain values: reading row attributes once per item showed up in profiles.
+    return {q.name: (q.threshold, q.label_thresholds, q.audit_rate) for q in queues.values()}
+
+
+class _Prepared(NamedTuple):
+    rows: list[tuple]                      # ready for the driver's executemany
+    results: list[SubmitResult | None]     # None for a repeat within the batch
+    first_of: dict[tuple[str, str], int]   # (queue, external_id) -> index of its first item
+    repeats: list[tuple[int, int]]         # (index, index of the first with the same key)
+
+
+def _prepare(items: list[ItemIn], settings: dict[str, tuple], now, engine, single: bool) -> _Prepared:
+    """Serialise, check sizes and route every item; nothing is written."""
+    limit = get_settings().max_item_bytes
+    stamp = _sqlite_time(now) if is_sqlite(engine) else now
+    ids = iter(uuid7_many(len(items)))
+    rows: list[tuple] = []
+    results: list[SubmitResult | None] = []
+    first_of: dict[tuple[str, str], int] = {}
+    repeats: list[tuple[int, int]] = []
+    too_large: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        if item.external_id is not None:
+            key = (item.queue, item.external_id)
+            if key in first_of:
+                repeats.append((index, first_of[key]))
+                results.append(None)
+                continue
+            first_of[key] = index
+        try:
+            inp, out = _dumps(item.input), _dumps(item.output)
+            ctx = _dumps([c.model_dump(exclude_none=True) for c in item.context]) if item.context else "[]"
+            meta = _dumps(item.metadata) if item.metadata else "{}"
+        except (ValueError, TypeError) as exc:
+            raise ValidationFailed.of([{
+                "loc": [] if single else ["items", index],
+                "msg": f"not representable as JSON ({exc}); NaN and infinity are not allowed in JSON fields",
+                "type": "json_invalid",
+            }]) from None
+        if has_nul(inp) or has_nul(out) or has_nul(ctx) or has_nul(meta):
+            raise ValidationFailed.of([{
+                "loc": [] if single else ["items", index],
+                "msg": "NUL characters (\\u0000) are not allowed in input, output, context or metadata",
+                "type": "value_error",
+            }])
+        size = len(inp) + len(out) + len(ctx) + len(meta)
+        if size * 4 > limit:  # cheap bound first: a character is at most 4 bytes
+            size = sum(len(s.encode()) for s in (inp, out, ctx, meta))
+            if size > limit:
+                too_large.append({
                     "loc": [] if single else ["items", index],
-                    "msg": f"not representable as JSON ({exc}); NaN and infinity are not allowed in JSON fields",
-                    "type": "json_invalid",
-                }]) from None
-            if has_nul(inp) or has_nul(out) or has_nul(ctx) or has_nul(meta):
-                raise ValidationFailed.of([{
-                    "loc": [] if single else ["items", index],
-                    "msg": "NUL characters (\\u0000) are not allowed in input, output, context or metadata",
-                    "type": "value_error",
-                }])
-            size = len(inp) + len(out) + len(ctx) + len(meta)
-            if size * 4 > limit:  # cheap bound first: a character is at most 4 bytes
-                size = sum(len(s.encode()) for s in (inp, out, ctx, meta))
-                if size > limit:
-                    too_large.append({
-                        "loc": [] if single else ["items", index],
-                        "msg": f"item is {size} bytes; the limit is {limit} (REVIEWQUEUE_MAX_ITEM_BYTES)",
-                        "type": "too_large",
-                    })
-                    continue
-            threshold, label_thresholds, audit_rate = settings[item.queue]
-            audit_key = item.external_id or hashlib.sha256(
-                _dumps([item.input, item.output, item.model, item.model_version]).encode()
-            ).hexdigest()
-            status, how = route(
-                queue=item.queue, threshold=threshold, label_thresholds=label_thresholds,
-                audit_rate=audit_rate, confidence=item.confidence,
-                predicted_label=item.predicted_label, key=audit_key,
-            )
-            item_id = next(ids)
-            rows.append((
-                item_id, item.queue, item.external_id, inp, out, float(item.confidence), item.predicted_label,
-                item.model, item.model_version, ctx, meta, item.priority, status, how,
-                claim_order(item.priority, item.confidence, item_id), stamp, stamp,
-            ))
-            results.append(SubmitResult(item_id, item.queue, status, how))
-        if too_large:
-            raise PayloadTooLarge(too_large[0]["msg"] if single else f"{len(too_large)} item(s) too large", detail=too_large)
+                    "msg": f"item is {size} bytes; the limit is {limit} (REVIEWQUEUE_MAX_ITEM_BYTES)",
+                    "type": "too_large",
+                })
+                continue
+        threshold, label_thresholds, audit_rate = settings[item.queue]
+        audit_key = item.external_id or hashlib.sha256(
+            _dumps([item.input, item.output, item.model, item.model_version]).encode()
+        ).hexdigest()
+        status, how = route(
+            queue=item.queue, threshold=threshold, label_thresholds=label_thresholds,
+            audit_rate=audit_rate, confidence=item.confidence,
+            predicted_label=item.predicted_label, key=audit_key,
+        )
+        item_id = next(ids)
+        rows.append((
+            item_id, item.queue, item.external_id, inp, out, float(item.confidence), item.predicted_label,
+            item.model, item.model_version, ctx, meta, item.priority, status, how,
+            claim_order(item.priority, item.confidence, item_id), stamp, stamp,
+        ))
+        results.append(SubmitResult(item_id, item.queue, status, how))
+    if too_large:
+        raise PayloadTooLarge(too_large[0]["msg"] if single else f"{len(too_large)} item(s) too large", detail=too_large)
+    return _Prepared(rows, results, first_of, repeats)
 
-        sql = _insert_sql(engine.dialect.name)
-        inserted = 0
-        for start in range(0, len(rows), _CHUNK):
-            inserted += conn.exec_driver_sql(sql, rows[start : start + _CHUNK]).rowcount
-        if inserted != len(rows):
-            _mark_duplicates(conn, results, first_of)
-        for index, first in repeats:
-            results[index] = replace(results[first], duplicate=True)
 
-        new = [r for r in results if not r.duplicate]
-        per_queue: dict[str, Counter] = {}
-        for r in new:
-            per_queue.setdefault(r.queue, Counter())[r.route] += 1
-        for name, routes in per_queue.items():
-            events.record(
-                conn, "items.ingested", actor, queue=name,
-                # One new item: the event names it. More: the event counts them.
-                item_id=next(r.id for r in new if r.queue == name) if sum(routes.values()) == 1 else None,
-                after={"count": sum(routes.values()), "routes": dict(routes)}, at=now,
-            )
-    if engine.dialect.name == "postgresql" and len(rows) >= _ANALYZE_AFTER:
+def _store(conn, prepared: _Prepared, actor: str, now, engine) -> list[SubmitResult]:
+    rows, results, first_of, repeats = prepared
+    sql = _insert_sql(engine.dialect.name)
+    inserted = 0
+    for start in range(0, len(rows), _CHUNK):
+        inserted += conn.exec_driver_sql(sql, rows[start : start + _CHUNK]).rowcount
+    if inserted != len(rows):
+        _mark_duplicates(conn, results, first_of)
+    for index, first in repeats:
+        results[index] = replace(results[first], duplicate=True)
+
+    new = [r for r in results if not r.duplicate]
+    per_queue: dict[str, Counter] = {}
+    for r in new:
+        per_queue.setdefault(r.queue, Counter())[r.route] += 1
+    for name, routes in per_queue.items():
+        events.record(
+            conn, "items.ingested", actor, queue=name,
+            # One new item: the event names it. More: the event counts them.
+            item_id=next(r.id for r in new if r.queue == name) if sum(routes.values()) == 1 else None,
+            after={"count": sum(routes.values()), "routes": dict(routes)}, at=now,
+        )
+    return results  # type: ignore[return-value]
+
+
+def _analyze_if_big(engine, stored: int) -> None:
+    if engine.dialect.name == "postgresql" and stored >= _ANALYZE_AFTER:
         # Fresh statistics right away: with the stale ones PostgreSQL plans the claim
         # query as "sort every pending row", until autovacuum gets round to it.
         with engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE items")
             conn.commit()
-    return results  # type: ignore[return-value]
 
 
 def _mark_duplicates(conn, results: list[SubmitResult | None], first_of: dict[tuple[str, str], int]) -> None:
