@@ -102,11 +102,11 @@ _RELEASE = Prepared(
 _REVIEW_KEYS = ["item_id", "queue", "reviewer", "verdict", "final_output", "final_label", "reason", "comment",
                 "seconds_spent", "created_at", "undone_at", "edit_distance"]
 _INSERT_REVIEW = Prepared(reviews_t.insert().returning(*reviews_t.c), keys=_REVIEW_KEYS)
+# No RETURNING: the decided row is the locked row read just before, with these values.
 _DECIDED = Prepared(
     update(items_t).where(c.id == bindparam("b_item_id"))
     .values(status=bindparam("b_status"), lease_holder=None, lease_expires_at=None,
             decided_at=bindparam("b_now"), updated_at=bindparam("b_now"))
-    .returning(*c)
 )
 _REVIEW_FOR_UPDATE = select(reviews_t).where(reviews_t.c.id == bindparam("b_review_id")).with_for_update()
 _MARK_UNDONE = update(reviews_t).where(reviews_t.c.id == bindparam("b_review_id")).values(undone_at=bindparam("b_now"))
@@ -278,7 +278,8 @@ def _decide(item_id: str, reviewer: str, decision, engine):
             "edit_distance": textdiff.decision_distance(d.verdict, item.output, final_output),
         })._asdict())
         status = VERDICT_STATUS[d.verdict]
-        row = _DECIDED.first(conn, {"b_item_id": item_id, "b_status": status, "b_now": now})
+        _DECIDED.run(conn, {"b_item_id": item_id, "b_status": status, "b_now": now})
+        row = item._replace(status=status, lease_holder=None, lease_expires_at=None, decided_at=now, updated_at=now)
         events.record(
             conn, "item.decided", reviewer, item_id=item_id, queue=item.queue,
             before={"status": "in_review"}, after={"status": status, "verdict": d.verdict, "review_id": review.id},
