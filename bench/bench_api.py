@@ -11,7 +11,7 @@ Starts ``reviewqueue api`` on a fresh database and prints, in one run:
   client and from four concurrent clients;
 - claim+decide round trips/s with 8 concurrent reviewers (wrk with a Lua script that
   decides what each reviewer claimed; Python threads if wrk is missing);
-beside the in-process ``submit_many`` rate measured in the same run.
+beside the in-process ``submit_many`` and claim+decide rates measured in the same run.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_core import fresh, make_items, pct  # noqa: E402
 
-from reviewqueue import db, ingest, tokens, users  # noqa: E402
+from reviewqueue import db, ingest, review, tokens, users  # noqa: E402
 
 # Every request posts a new item: wrk's threads each get their own number in setup()
 # (seeding the random generator by time gave both threads the same ids: duplicates).
@@ -247,6 +247,18 @@ def claim_decide(base: str, reviewer_tokens: list[str], seconds: float) -> tuple
     return sum(done) / (time.perf_counter() - t), errors[0]
 
 
+def in_process_reviews(engine, seconds: float) -> float:
+    """The domain's own claim+decide rate, one reviewer in this process: the API's
+    baseline, measured in the same run (this machine's speed drifts by the hour)."""
+    t = time.perf_counter()
+    done = 0
+    while time.perf_counter() - t < seconds:
+        item = review.claim_next("bench", "inproc", engine=engine)
+        review.decide_item(item.id, "inproc", {"verdict": "approve"}, engine=engine)
+        done += 1
+    return done / (time.perf_counter() - t)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
@@ -262,10 +274,12 @@ def main() -> None:
         t = time.perf_counter()
         ingest.submit_many(make_items(20_000), engine=inproc_engine)
         inproc = 20_000 / (time.perf_counter() - t)
+        inproc_rt = in_process_reviews(inproc_engine, seconds=3)
         inproc_engine.dispose()
         proc, base, token, reviewer_tokens = start_server(url, args.workers)
         try:
             print(f"[{label}] in-process submit_many               {inproc:8,.0f} items/s")
+            print(f"[{label}] in-process claim+decide, 1 thread    {inproc_rt:8,.0f} round trips/s")
             print(f"[{label}] POST /v1/items, 50 clients (wrk)      {wrk_single(base, token, args.seconds, url)}")
             ka = sequential(base, token, 500, keep_alive=True)
             print(f"[{label}] POST /v1/items, 1 client, keep-alive  p50 {pct(ka, 50):.2f} ms  p99 {pct(ka, 99):.2f} ms")
@@ -282,7 +296,8 @@ def main() -> None:
             else:
                 rt, errors = claim_decide(base, reviewer_tokens, args.seconds)
                 how = "httpx"
-            print(f"[{label}] claim+decide, 8 reviewers ({how})      {rt:8,.0f} round trips/s   errors {errors}")
+            print(f"[{label}] claim+decide, 8 reviewers ({how})      {rt:8,.0f} round trips/s   errors {errors}   "
+                  f"({rt / inproc_rt:.0%} of in-process)")
         finally:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=20)
