@@ -166,19 +166,18 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
     if not items:
         return []
     engine = engine or get_engine()
-    now = clock.now()
     if len(items) >= PREPARE_OUTSIDE_LOCK and not in_group(engine):
         # Queue settings read a moment before the insert: a threshold changed in between
         # applies from the next batch, as it would had this batch come a moment earlier.
         with read_conn(engine) as conn:
-            prepared = _prepare(items, _queue_settings(conn, items, single), now, engine, single)
+            batch = _prepare(items, _queue_settings(conn, items, single), single)
         with writing(engine) as conn:
-            results = _store(conn, prepared, actor, now, engine)
+            results = _store(conn, batch, actor, engine)
     else:
         with writing(engine) as conn:
-            prepared = _prepare(items, _queue_settings(conn, items, single), now, engine, single)
-            results = _store(conn, prepared, actor, now, engine)
-    _analyze_if_big(engine, len(prepared.rows))
+            batch = _prepare(items, _queue_settings(conn, items, single), single)
+            results = _store(conn, batch, actor, engine)
+    _analyze_if_big(engine, len(batch.rows))
     return results
 
 
@@ -200,17 +199,16 @@ def _queue_settings(conn, items: list[ItemIn], single: bool) -> dict[str, tuple]
     return {q.name: (q.threshold, q.label_thresholds, q.audit_rate) for q in queues.values()}
 
 
-class _Prepared(NamedTuple):
-    rows: list[tuple]                      # ready for the driver's executemany
+class _Batch(NamedTuple):
+    rows: list[tuple]                      # for the driver's executemany, less the two timestamps
     results: list[SubmitResult | None]     # None for a repeat within the batch
     first_of: dict[tuple[str, str], int]   # (queue, external_id) -> index of its first item
     repeats: list[tuple[int, int]]         # (index, index of the first with the same key)
 
 
-def _prepare(items: list[ItemIn], settings: dict[str, tuple], now, engine, single: bool) -> _Prepared:
+def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool) -> _Batch:
     """Serialise, check sizes and route every item; nothing is written."""
     limit = get_settings().max_item_bytes
-    stamp = _sqlite_time(now) if is_sqlite(engine) else now
     ids = iter(uuid7_many(len(items)))
     rows: list[tuple] = []
     results: list[SubmitResult | None] = []
@@ -264,16 +262,22 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], now, engine, singl
         rows.append((
             item_id, item.queue, item.external_id, inp, out, float(item.confidence), item.predicted_label,
             item.model, item.model_version, ctx, meta, item.priority, status, how,
-            claim_order(item.priority, item.confidence, item_id), stamp, stamp,
+            claim_order(item.priority, item.confidence, item_id),
         ))
         results.append(SubmitResult(item_id, item.queue, status, how))
     if too_large:
         raise PayloadTooLarge(too_large[0]["msg"] if single else f"{len(too_large)} item(s) too large", detail=too_large)
-    return _Prepared(rows, results, first_of, repeats)
+    return _Batch(rows, results, first_of, repeats)
 
 
-def _store(conn, prepared: _Prepared, actor: str, now, engine) -> list[SubmitResult]:
-    rows, results, first_of, repeats = prepared
+def _store(conn, batch: _Batch, actor: str, engine) -> list[SubmitResult]:
+    # The clock is read inside the write transaction, as claims and decisions read it:
+    # on SQLite, where writers take turns, updated_at then follows commit order, which
+    # apps polling GET /v1/items?updated_since= rely on.
+    now = clock.now()
+    stamp = (_sqlite_time(now) if is_sqlite(engine) else now,) * 2
+    rows = [row + stamp for row in batch.rows]
+    _, results, first_of, repeats = batch
     sql = _insert_sql(engine.dialect.name)
     inserted = 0
     for start in range(0, len(rows), _CHUNK):
