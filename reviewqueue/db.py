@@ -401,6 +401,26 @@ class Prepared:
         self.rows(conn, params)
 
 
+def pg_settled_before(engine: Engine, now):
+    """PostgreSQL: a moment before which every write has committed, given ``now``.
+
+    Writers stamp their rows (``updated_at``, ``decided_at``) inside their transaction,
+    after its first statement, so a transaction still open cannot stamp a time earlier
+    than its own start: the bound is the oldest open transaction's start (or ``now``),
+    less a second for clock skew between this host and the database's. On SQLite there
+    is no such gap: writers take turns and stamp under the write lock.
+    """
+    from datetime import timedelta
+
+    with read_conn(engine) as conn:
+        oldest = conn.execute(text(
+            "SELECT min(xact_start) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
+        )).scalar()
+    bound = min(now, oldest) if oldest is not None else now
+    return bound - timedelta(seconds=1)
+
+
 def ping(engine: Engine | None = None) -> None:
     with read_conn(engine) as conn:
         conn.execute(text("SELECT 1"))

@@ -32,10 +32,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Text, bindparam, case, cast, func, literal_column, select, text
+from sqlalchemy import Text, bindparam, case, cast, func, literal_column, select
 
 from . import __version__, clock
-from .db import get_engine, is_sqlite, make_engine, read_conn, stream_tuples, transaction, writing
+from .db import (
+    get_engine,
+    is_sqlite,
+    make_engine,
+    pg_settled_before,
+    read_conn,
+    stream_tuples,
+    transaction,
+    writing,
+)
 from .errors import ValidationFailed
 from .models import ExportRun, Item, Queue, Review
 
@@ -103,14 +112,7 @@ def settled_until(engine) -> datetime:
     if is_sqlite(engine):
         with writing(engine):
             return clock.now()
-    now = clock.now()
-    with read_conn(engine) as conn:
-        oldest = conn.execute(text(
-            "SELECT min(xact_start) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
-        )).scalar()
-    bound = min(now, oldest) if oldest is not None else now
-    return bound - timedelta(seconds=1)
+    return pg_settled_before(engine, clock.now())
 
 
 def watermark(queue: str, fmt: str, verdicts: str, *, engine) -> datetime | None:

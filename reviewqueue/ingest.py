@@ -156,9 +156,9 @@ def submit_each(
     return results  # type: ignore[return-value]
 
 
-#: Batches of at least this many items are validated, serialised and routed before the
-#: write transaction begins: on SQLite that work would otherwise hold the one write lock
-#: that every other writer (API workers, reviewers) waits for.
+#: On SQLite, batches of at least this many items are serialised and routed before the
+#: write transaction begins: that work would otherwise hold the one write lock that every
+#: other writer (API workers, reviewers) waits for. (PostgreSQL has no such lock.)
 PREPARE_OUTSIDE_LOCK = 100
 
 
@@ -166,7 +166,7 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
     if not items:
         return []
     engine = engine or get_engine()
-    if len(items) >= PREPARE_OUTSIDE_LOCK and not in_group(engine):
+    if len(items) >= PREPARE_OUTSIDE_LOCK and is_sqlite(engine) and not in_group(engine):
         # Queue settings read a moment before the insert: a threshold changed in between
         # applies from the next batch, as it would had this batch come a moment earlier.
         with read_conn(engine) as conn:
@@ -271,9 +271,8 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool) -> _
 
 
 def _store(conn, batch: _Batch, actor: str, engine) -> list[SubmitResult]:
-    # The clock is read inside the write transaction, as claims and decisions read it:
-    # on SQLite, where writers take turns, updated_at then follows commit order, which
-    # apps polling GET /v1/items?updated_since= rely on.
+    # The clock is read inside the write transaction after its first statement, as
+    # claims and decisions read it: polls by updated_at rely on it (items.poll).
     now = clock.now()
     stamp = (_sqlite_time(now) if is_sqlite(engine) else now,) * 2
     rows = [row + stamp for row in batch.rows]

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import String, and_, cast, func, or_, select
 
 from . import clock
-from .db import reading
+from .db import get_engine, is_sqlite, pg_settled_before, reading
 from .errors import ItemNotFound, ValidationFailed
 from .models import Item, Review
 from .schemas import ID_PATTERN, DecisionOut, ItemOut
@@ -127,8 +127,18 @@ def decode_cursor(cursor: str) -> list:
 
 def poll(flt: ItemFilter, *, limit: int = 100, cursor: str | None = None, engine=None) -> tuple[list[ItemOut], str | None]:
     """Items ordered by (updated_at, id), for apps that poll for changes: keyset
-    pagination, so a page costs the same however deep it is."""
+    pagination, so a page costs the same however deep it is.
+
+    A poller moves past the newest ``updated_at`` it saw, so no change may become
+    visible later with an earlier time. SQLite guarantees that (writers stamp under the
+    write lock, so commit order is time order). PostgreSQL commits concurrent
+    transactions in any order: there a poll shows changes only once every transaction
+    that could still stamp an earlier time has ended (about a second after commit).
+    """
+    engine = engine or get_engine()
     stmt = select(Item).where(*flt.clauses()).order_by(Item.updated_at, Item.id).limit(limit + 1)
+    if not is_sqlite(engine):
+        stmt = stmt.where(Item.updated_at < pg_settled_before(engine, clock.now()))
     if cursor:
         values = decode_cursor(cursor)
         try:

@@ -186,8 +186,8 @@ def _held_item(conn, item_id: str, reviewer: str, statement=_ITEM_FOR_UPDATE):
 def renew(item_id: str, reviewer: str, *, engine=None) -> ItemOut:
     """Extend the reviewer's lease (the UI calls this while the reviewer works)."""
     with writing(engine) as conn:
-        now = clock.now()
         item = _held_item(conn, item_id, reviewer)
+        now = clock.now()  # after the first statement, see _decide
         expires = now + timedelta(seconds=_queue(conn, item.queue).lease_seconds)
         return to_out(_RENEW.first(conn, {"b_item_id": item_id, "b_expires": expires, "b_now": now}))
 
@@ -195,8 +195,8 @@ def renew(item_id: str, reviewer: str, *, engine=None) -> ItemOut:
 def release(item_id: str, reviewer: str, *, engine=None) -> ItemOut:
     """Give the item back to the queue (the reviewer skips it)."""
     with writing(engine) as conn:
-        now = clock.now()
         _held_item(conn, item_id, reviewer)
+        now = clock.now()  # after the first statement, see _decide
         row = _RELEASE.first(conn, {"b_item_id": item_id, "b_now": now})
         events.record(
             conn, "item.released", reviewer, item_id=item_id, queue=row.queue,
@@ -265,9 +265,10 @@ def _decide(item_id: str, reviewer: str, decision, engine):
     d = _decision(decision)
     with writing(engine) as conn:
         item = _held_item(conn, item_id, reviewer, _ITEM_AND_RULES_FOR_UPDATE)
-        # Read the clock after the transaction's first statement: decided_at is then
-        # never earlier than the transaction's start, which exports rely on to know
-        # when every decision before a moment has committed (export.settled_until).
+        # Read the clock after the transaction's first statement: decided_at and
+        # updated_at are then never earlier than the transaction's start, which exports
+        # and polls rely on to know when every change before a moment has committed
+        # (db.pg_settled_before). Every write to items reads it so.
         now = clock.now()
         rules = _Rules(item.q_labels or [], item.q_reject_reasons or [])
         final_output, final_label = check_decision(rules, item, d)
@@ -296,8 +297,8 @@ def undo(review_id: int, reviewer: str, *, engine=None) -> ItemOut:
     goes back to the reviewer under a fresh lease."""
     window = get_settings().undo_seconds
     with writing(engine) as conn:
-        now = clock.now()
         row = conn.execute(_REVIEW_FOR_UPDATE, {"b_review_id": review_id}).first()
+        now = clock.now()  # after the first statement, see _decide
         if row is None or row.reviewer != reviewer:
             raise Conflict("there is no decision of yours to undo")
         review = ReviewOut(**row._mapping)

@@ -56,7 +56,7 @@ def test_post_item_then_duplicate(api, setup):
     ("[1, 2, 3]", None),
     ("", None),
 ])
-def test_bad_items_are_422_with_a_clear_detail(api, setup, raw, loc):
+def test_bad_items_are_422_with_a_clear_detail(api, setup, raw, loc, fake_clock):
     r = post_json(api, "/v1/items", raw, setup["ingest"])
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
@@ -64,6 +64,7 @@ def test_bad_items_are_422_with_a_clear_detail(api, setup, raw, loc):
     if loc:
         assert detail[0]["loc"][: len(loc)] == loc
     assert "input" not in detail[0]  # never echoed back
+    fake_clock.advance(2)  # PostgreSQL polls show a change a second after it commits (items.poll)
     assert api.get("/v1/items", headers=setup["read"]).json()["items"] == []
 
 
@@ -77,7 +78,7 @@ def test_two_mib_item_is_413_before_parsing(api, setup):
     assert r.status_code == 413 and "limit" in r.json()["detail"]
 
 
-def test_batch_atomic_with_every_bad_index(api, setup):
+def test_batch_atomic_with_every_bad_index(api, setup, fake_clock):
     good = [item(i) for i in range(3)]
     r = api.post("/v1/items/batch", json={"items": good}, headers=setup["ingest"])
     assert r.status_code == 200 and [x["duplicate"] for x in r.json()["results"]] == [False] * 3
@@ -86,6 +87,7 @@ def test_batch_atomic_with_every_bad_index(api, setup):
     assert r.status_code == 422
     locs = [d["loc"] for d in r.json()["detail"]]
     assert ["items", 1, "confidence"] in locs and any(loc[:2] == ["items", 3] for loc in locs)
+    fake_clock.advance(2)  # PostgreSQL polls show a change a second after it commits (items.poll)
     assert len(api.get("/v1/items", headers=setup["read"]).json()["items"]) == 3
 
 
@@ -113,8 +115,9 @@ def test_get_item_with_decision(api, setup):
     assert api.get("/v1/items/nope", headers=setup["read"]).status_code == 404
 
 
-def test_list_items_keyset_pagination_and_filters(api, setup):
+def test_list_items_keyset_pagination_and_filters(api, setup, fake_clock):
     api.post("/v1/items/batch", json={"items": [item(i) for i in range(25)]}, headers=setup["ingest"])
+    fake_clock.advance(2)  # PostgreSQL polls show a change a second after it commits (items.poll)
     seen, cursor = [], None
     while True:
         params = {"queue": "support", "limit": 10, **({"cursor": cursor} if cursor else {})}
@@ -198,3 +201,26 @@ def test_a_started_worker_keeps_its_start_up_heap_out_of_the_collector(api):
     # Full collections over the start-up heap paused workers for tens of milliseconds.
     assert gc.get_freeze_count() > 10_000
     assert api.get("/healthz").status_code == 200
+
+
+def test_poll_never_skips_a_change_that_commits_late(api, setup, engine, fake_clock):
+    """A poller moves past the newest updated_at it saw. A change stamped earlier but
+    committed later must not appear behind it: on PostgreSQL a poll holds back what an
+    open transaction could still precede; on SQLite writers take turns under the lock."""
+    from sqlalchemy import text
+
+    fake_clock.advance(-5)  # well before the slow transaction below
+    early = api.post("/v1/items", json=item(1), headers=setup["ingest"]).json()["id"]
+    fake_clock.advance(5)
+    slow_engine = engine.execution_options(sqlite_begin="DEFERRED")  # SQLite: a reader, not the writer
+    with slow_engine.connect() as slow:  # a transaction that began before the next change
+        slow.execute(text("SELECT 1"))
+        later = api.post("/v1/items", json=item(2), headers=setup["ingest"]).json()["id"]
+        seen = [i["id"] for i in api.get("/v1/items", headers=setup["read"]).json()["items"]]
+        if engine.dialect.name == "postgresql":
+            assert seen == [early]  # `later` waits: `slow` could still commit an earlier time
+        else:
+            assert seen == [early, later]
+        slow.rollback()
+    fake_clock.advance(2)
+    assert [i["id"] for i in api.get("/v1/items", headers=setup["read"]).json()["items"]] == [early, later]

@@ -62,7 +62,7 @@ def test_revoked_token_is_401_at_once(api, queue, make_token, engine):
     assert r.status_code == 401 and "revoked" in r.json()["detail"]
 
 
-def test_queue_limited_token(api, queue, label_queue, make_token):
+def test_queue_limited_token(api, queue, label_queue, make_token, fake_clock):
     only_support = make_token("admin", user=None, queues=["support"])
     assert api.post("/v1/items", json=item(1), headers=only_support).status_code == 201
     other = {"queue": "tickets", "input": "x", "output": "bug", "confidence": 0.1}
@@ -75,6 +75,7 @@ def test_queue_limited_token(api, queue, label_queue, make_token):
     assert api.post("/v1/queues/tickets/claim", headers=only_support).status_code == 403
     tickets_item = api.post("/v1/items", json=other, headers=make_token("admin", user=None)).json()["id"]
     assert api.get(f"/v1/items/{tickets_item}", headers=only_support).status_code == 403
+    fake_clock.advance(2)  # PostgreSQL polls show a change a second after it commits (items.poll)
     listed = api.get("/v1/items", headers=only_support).json()["items"]
     assert {i["queue"] for i in listed} == {"support"}
 
