@@ -338,7 +338,9 @@ class Prepared:
     write lock, which every API worker waits for. The SQL, the bind processors and the
     result processors are SQLAlchemy's own, so values go in and come out exactly as
     ``conn.execute`` would give them. Rows are named tuples (``row.id``, ``row._asdict()``).
-    Statements with expanding (``IN``) parameters are not supported.
+    Statements with expanding (``IN``) parameters are not supported. It reads compiled-
+    statement internals of SQLAlchemy 2.x (pinned below 2.2); ``tests/test_prepared.py``
+    compares it with ``conn.execute`` on both databases.
     """
 
     def __init__(self, stmt, *, keys: list[str] | None = None):
