@@ -20,9 +20,11 @@ import operator
 import threading
 import time
 import weakref
+from collections import namedtuple
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import event, text
@@ -360,8 +362,6 @@ class Prepared:
         self._by_dialect: dict[tuple, tuple] = {}
 
     def _prepare(self, dialect) -> tuple:
-        from collections import namedtuple
-
         compiled = self.stmt.compile(dialect=dialect, column_keys=self.keys)
         defaults = compiled.construct_params(_check=False)
         binds = {name: proc for name, proc in compiled._bind_processors.items() if proc is not None}
@@ -423,8 +423,6 @@ def pg_settled_before(engine: Engine, now):
     less a second for clock skew between this host and the database's. On SQLite there
     is no such gap: writers take turns and stamp under the write lock.
     """
-    from datetime import timedelta
-
     with read_conn(engine) as conn:
         oldest = conn.execute(text(
             "SELECT min(xact_start) FROM pg_stat_activity WHERE datname = current_database() "
