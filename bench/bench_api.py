@@ -35,7 +35,7 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_core import fresh, make_items, pct  # noqa: E402
 
-from reviewqueue import db, ingest, review, tokens, users  # noqa: E402
+from reviewqueue import ingest, review, store, tokens, users  # noqa: E402
 
 # Every request posts a new item: wrk's threads each get their own number in setup()
 # (seeding the random generator by time gave both threads the same ids: duplicates).
@@ -68,13 +68,17 @@ def start_server(url: str, workers: int) -> tuple[subprocess.Popen, str, str, li
     reviewer_tokens = []
     for k in range(8):
         users.add(f"reviewer{k}", password="bench-password", engine=engine)
-        reviewer_tokens.append(tokens.create(f"rev{k}-{uuid.uuid4().hex[:6]}", "review", user=f"reviewer{k}",
-                                             engine=engine)[1])
+        reviewer_tokens.append(
+            tokens.create(f"rev{k}-{uuid.uuid4().hex[:6]}", "review", user=f"reviewer{k}", engine=engine)[1]
+        )
     engine.dispose()
     port = free_port()
     env = {**os.environ, "REVIEWQUEUE_DATABASE_URL": url}
-    proc = subprocess.Popen([sys.executable, "-m", "reviewqueue.cli", "api", "--port", str(port), "--workers",
-                             str(workers)], env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reviewqueue.cli", "api", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -90,20 +94,27 @@ def wrk_single(base: str, token: str, seconds: int, url: str) -> str:
         return "wrk not installed (apt-get install wrk): skipped"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(WRK_SCRIPT.replace("TOKEN", token).replace("RUN", uuid.uuid4().hex[:8]))
-    out = subprocess.run(["wrk", "-t", "2", "-c", "50", "-d", f"{seconds}s", "--latency", "-s", f.name, base],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t", "2", "-c", "50", "-d", f"{seconds}s", "--latency", "-s", f.name, base],
+        capture_output=True,
+        text=True,
+    ).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     lat = {p: re.search(rf"\s{p}%\s+([\d.]+\w+)", out) for p in ("50", "99")}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sent = re.search(r"(\d+) requests in", out)
     # Every request posted a new external_id: count what was stored, so a figure can
     # never come from answering duplicates.
-    engine = db.make_engine(url, pool=False)
+    engine = store.make_engine(url, pool=False)
     with engine.connect() as conn:
-        stored = conn.execute(text("SELECT count(*) FROM items WHERE external_id LIKE :p"), {"p": "wrk-%"}).scalar()
+        stored = conn.execute(
+            text("SELECT count(*) FROM items WHERE external_id LIKE :p"), {"p": "wrk-%"}
+        ).scalar()
     engine.dispose()
-    return (f"{float(rps.group(1)):8,.0f} req/s   p50 {lat['50'].group(1)}  p99 {lat['99'].group(1)}"
-            f"   non-2xx {errors.group(1) if errors else 0}   {stored:,} items stored for {int(sent.group(1)):,} requests")
+    return (
+        f"{float(rps.group(1)):8,.0f} req/s   p50 {lat['50'].group(1)}  p99 {lat['99'].group(1)}"
+        f"   non-2xx {errors.group(1) if errors else 0}   {stored:,} items stored for {int(sent.group(1)):,} requests"
+    )
 
 
 def sequential(base: str, token: str, n: int, keep_alive: bool) -> list[float]:
@@ -118,8 +129,15 @@ def sequential(base: str, token: str, n: int, keep_alive: bool) -> list[float]:
     conn = http.client.HTTPConnection(host, int(port))
     run = uuid.uuid4().hex[:8]
     for i in range(n):
-        body = json.dumps({"queue": "bench", "external_id": f"seq-{run}-{i}", "input": "q", "output": "a",
-                           "confidence": 0.3})
+        body = json.dumps(
+            {
+                "queue": "bench",
+                "external_id": f"seq-{run}-{i}",
+                "input": "q",
+                "output": "a",
+                "confidence": 0.3,
+            }
+        )
         if not keep_alive:
             conn.close()
             conn = http.client.HTTPConnection(host, int(port))
@@ -142,7 +160,9 @@ def batch_ingest(base: str, token: str, n: int, clients: int = 1) -> float:
     items = make_items(n)
     for it in items:
         it["external_id"] = f"batch{clients}-" + it["external_id"]
-    bodies = iter([json.dumps({"items": items[start : start + 1000]}).encode() for start in range(0, n, 1000)])
+    bodies = iter(
+        [json.dumps({"items": items[start : start + 1000]}).encode() for start in range(0, n, 1000)]
+    )
     lock = threading.Lock()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
@@ -202,7 +222,7 @@ end
 
 
 def decided(url: str) -> int:
-    engine = db.make_engine(url, pool=False)
+    engine = store.make_engine(url, pool=False)
     with engine.connect() as conn:
         count = conn.execute(text("SELECT count(*) FROM reviews")).scalar()
     engine.dispose()
@@ -214,8 +234,11 @@ def claim_decide_wrk(base: str, reviewer_tokens: list[str], seconds: int, url: s
         f.write(WRK_REVIEW_SCRIPT.replace("TOKENS", ", ".join(f'"{t}"' for t in reviewer_tokens)))
     before = decided(url)
     n = len(reviewer_tokens)
-    out = subprocess.run(["wrk", "-t", str(n), "-c", str(n), "-d", f"{seconds}s", "-s", f.name, base],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t", str(n), "-c", str(n), "-d", f"{seconds}s", "-s", f.name, base],
+        capture_output=True,
+        text=True,
+    ).stdout
     secs = float(re.search(r"requests in ([\d.]+)s", out).group(1))
     errors = int(re.search(r"DECISION_ERRORS (\d+)", out).group(1))
     return (decided(url) - before) / secs, errors
@@ -260,15 +283,19 @@ def in_process_reviews(engine, seconds: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--postgres", default=os.environ.get("REVIEWQUEUE_BENCH_POSTGRES_URL"))
     args = parser.parse_args()
     targets = [("SQLite", f"sqlite:///{tempfile.mkdtemp(prefix='rq-api-')}/api.db")]
     if args.postgres:
-        targets.append(("PostgreSQL", db.normalise_url(args.postgres)))
-    print(f"reviewqueue API benchmark: uvicorn with {args.workers} worker(s); python {sys.version.split()[0]}")
+        targets.append(("PostgreSQL", store.normalise_url(args.postgres)))
+    print(
+        f"reviewqueue API benchmark: uvicorn with {args.workers} worker(s); python {sys.version.split()[0]}"
+    )
     for label, url in targets:
         inproc_engine = fresh(url.replace("api.db", "inproc.db") if label == "SQLite" else url)
         t = time.perf_counter()
@@ -280,24 +307,34 @@ def main() -> None:
         try:
             print(f"[{label}] in-process submit_many               {inproc:8,.0f} items/s")
             print(f"[{label}] in-process claim+decide, 1 thread    {inproc_rt:8,.0f} round trips/s")
-            print(f"[{label}] POST /v1/items, 50 clients (wrk)      {wrk_single(base, token, args.seconds, url)}")
+            print(
+                f"[{label}] POST /v1/items, 50 clients (wrk)      {wrk_single(base, token, args.seconds, url)}"
+            )
             ka = sequential(base, token, 500, keep_alive=True)
-            print(f"[{label}] POST /v1/items, 1 client, keep-alive  p50 {pct(ka, 50):.2f} ms  p99 {pct(ka, 99):.2f} ms")
+            print(
+                f"[{label}] POST /v1/items, 1 client, keep-alive  p50 {pct(ka, 50):.2f} ms  p99 {pct(ka, 99):.2f} ms"
+            )
             fresh_conn = sequential(base, token, 300, keep_alive=False)
-            print(f"[{label}] POST /v1/items, 1 client, new conn.   p50 {pct(fresh_conn, 50):.2f} ms  "
-                  f"p99 {pct(fresh_conn, 99):.2f} ms")
+            print(
+                f"[{label}] POST /v1/items, 1 client, new conn.   p50 {pct(fresh_conn, 50):.2f} ms  "
+                f"p99 {pct(fresh_conn, 99):.2f} ms"
+            )
             for clients in (1, 4):
                 rate = batch_ingest(base, token, 20_000, clients)
-                print(f"[{label}] POST /v1/items/batch, {clients} client(s)     {rate:8,.0f} items/s   "
-                      f"({rate / inproc:.0%} of in-process)")
+                print(
+                    f"[{label}] POST /v1/items/batch, {clients} client(s)     {rate:8,.0f} items/s   "
+                    f"({rate / inproc:.0%} of in-process)"
+                )
             if shutil.which("wrk"):
                 rt, errors = claim_decide_wrk(base, reviewer_tokens, args.seconds, url)
                 how = "wrk"
             else:
                 rt, errors = claim_decide(base, reviewer_tokens, args.seconds)
                 how = "httpx"
-            print(f"[{label}] claim+decide, 8 reviewers ({how})      {rt:8,.0f} round trips/s   errors {errors}   "
-                  f"({rt / inproc_rt:.0%} of in-process)")
+            print(
+                f"[{label}] claim+decide, 8 reviewers ({how})      {rt:8,.0f} round trips/s   errors {errors}   "
+                f"({rt / inproc_rt:.0%} of in-process)"
+            )
         finally:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=20)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reviewqueue import db, ingest, queues, review  # noqa: E402
+from reviewqueue import ingest, queues, review, store  # noqa: E402
 from reviewqueue.ids import uuid7  # noqa: E402
 from reviewqueue.routing import claim_order  # noqa: E402
 
@@ -36,9 +36,14 @@ def make_items(n: int, queue: str = "bench") -> list[dict]:
     words = "the refund policy says duplicate charges are returned within five business days".split()
     return [
         {
-            "queue": queue, "external_id": f"bench-{i}", "input": " ".join(rng.choices(words, k=30)),
-            "output": " ".join(rng.choices(words, k=60)), "confidence": rng.random() * 0.79,
-            "model": "bench-model", "model_version": "1", "metadata": {"i": i},
+            "queue": queue,
+            "external_id": f"bench-{i}",
+            "input": " ".join(rng.choices(words, k=30)),
+            "output": " ".join(rng.choices(words, k=60)),
+            "confidence": rng.random() * 0.79,
+            "model": "bench-model",
+            "model_version": "1",
+            "metadata": {"i": i},
         }
         for i in range(n)
     ]
@@ -50,14 +55,14 @@ def pct(values: list[float], p: float) -> float:
 
 
 def fresh(url: str):
-    engine = db.make_engine(url)
+    engine = store.make_engine(url)
     if engine.dialect.name == "postgresql":
         from sqlalchemy import text
 
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
-    db.upgrade(engine)
+    store.upgrade(engine)
     queues.create("bench", {"threshold": 0.8, "audit_rate": 0.0}, engine=engine)
     return engine
 
@@ -78,11 +83,27 @@ def raw_rows(items: list[dict]) -> list[tuple]:
     rows = []
     for it in items:
         item_id = uuid7()
-        rows.append((
-            item_id, it["queue"], it["external_id"], json.dumps(it["input"]), json.dumps(it["output"]),
-            it["confidence"], None, it["model"], it["model_version"], "[]", json.dumps(it["metadata"]), 0,
-            "pending", "below_threshold", claim_order(0, it["confidence"], item_id), stamp, stamp,
-        ))
+        rows.append(
+            (
+                item_id,
+                it["queue"],
+                it["external_id"],
+                json.dumps(it["input"]),
+                json.dumps(it["output"]),
+                it["confidence"],
+                None,
+                it["model"],
+                it["model_version"],
+                "[]",
+                json.dumps(it["metadata"]),
+                0,
+                "pending",
+                "below_threshold",
+                claim_order(0, it["confidence"], item_id),
+                stamp,
+                stamp,
+            )
+        )
     return rows
 
 
@@ -90,9 +111,11 @@ def bench_raw_sqlite_insert(path: str, rows: list[tuple]) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    sql = ("INSERT INTO items (id, queue, external_id, input, output, confidence, predicted_label, model, "
-           "model_version, context, metadata, priority, status, route, claim_order, created_at, updated_at) "
-           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (queue, external_id) DO NOTHING")
+    sql = (
+        "INSERT INTO items (id, queue, external_id, input, output, confidence, predicted_label, model, "
+        "model_version, context, metadata, priority, status, route, claim_order, created_at, updated_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (queue, external_id) DO NOTHING"
+    )
     t = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany(sql, rows)
@@ -124,13 +147,24 @@ def bench_raw_sqlite_claim_decide(path: str, n: int) -> list[float]:
             "WHERE id = (SELECT id FROM items WHERE queue='bench' AND status='pending' ORDER BY claim_order LIMIT 1) "
             "RETURNING id"
         ).fetchone()
-        conn.execute("INSERT INTO events (at, actor, kind, item_id, queue) VALUES ('2026-11-27', 'raw', 'item.claimed', ?, 'bench')", row)
+        conn.execute(
+            "INSERT INTO events (at, actor, kind, item_id, queue) VALUES ('2026-11-27', 'raw', 'item.claimed', ?, 'bench')",
+            row,
+        )
         conn.execute("COMMIT")
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("SELECT * FROM items WHERE id = ?", row).fetchone()
-        conn.execute("INSERT INTO reviews (item_id, queue, reviewer, verdict, created_at) VALUES (?, 'bench', 'raw', 'approve', '2026-11-27')", row)
-        conn.execute("UPDATE items SET status='approved', lease_holder=NULL, decided_at='2026-11-27' WHERE id = ?", row)
-        conn.execute("INSERT INTO events (at, actor, kind, item_id, queue) VALUES ('2026-11-27', 'raw', 'item.decided', ?, 'bench')", row)
+        conn.execute(
+            "INSERT INTO reviews (item_id, queue, reviewer, verdict, created_at) VALUES (?, 'bench', 'raw', 'approve', '2026-11-27')",
+            row,
+        )
+        conn.execute(
+            "UPDATE items SET status='approved', lease_holder=NULL, decided_at='2026-11-27' WHERE id = ?", row
+        )
+        conn.execute(
+            "INSERT INTO events (at, actor, kind, item_id, queue) VALUES ('2026-11-27', 'raw', 'item.decided', ?, 'bench')",
+            row,
+        )
         conn.execute("COMMIT")
         times.append((time.perf_counter() - t) * 1000)
     conn.close()
@@ -151,23 +185,39 @@ def bench_raw_pg_claim_decide(url: str, n: int) -> list[float]:
                     "WHERE id = (SELECT id FROM items WHERE queue='bench' AND status='pending' ORDER BY claim_order "
                     "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
                 ).fetchone()
-                conn.execute("INSERT INTO events (at, actor, kind, item_id, queue) VALUES (now(), 'raw', 'item.claimed', %s, 'bench')", row)
+                conn.execute(
+                    "INSERT INTO events (at, actor, kind, item_id, queue) VALUES (now(), 'raw', 'item.claimed', %s, 'bench')",
+                    row,
+                )
             with conn.transaction():
                 conn.execute("SELECT * FROM items WHERE id = %s FOR UPDATE", row).fetchone()
-                conn.execute("INSERT INTO reviews (item_id, queue, reviewer, verdict, created_at) VALUES (%s, 'bench', 'raw', 'approve', now())", row)
-                conn.execute("UPDATE items SET status='approved', lease_holder=NULL, decided_at=now() WHERE id = %s", row)
-                conn.execute("INSERT INTO events (at, actor, kind, item_id, queue) VALUES (now(), 'raw', 'item.decided', %s, 'bench')", row)
+                conn.execute(
+                    "INSERT INTO reviews (item_id, queue, reviewer, verdict, created_at) VALUES (%s, 'bench', 'raw', 'approve', now())",
+                    row,
+                )
+                conn.execute(
+                    "UPDATE items SET status='approved', lease_holder=NULL, decided_at=now() WHERE id = %s",
+                    row,
+                )
+                conn.execute(
+                    "INSERT INTO events (at, actor, kind, item_id, queue) VALUES (now(), 'raw', 'item.decided', %s, 'bench')",
+                    row,
+                )
             times.append((time.perf_counter() - t) * 1000)
     return times
 
 
 def report_latency(label: str, ours: list[float], raw: list[float]) -> None:
-    print(f"{label:<44} p50 {pct(ours, 50):6.2f} ms  p99 {pct(ours, 99):6.2f} ms   "
-          f"raw p50 {pct(raw, 50):5.2f} ms  p99 {pct(raw, 99):5.2f} ms   ratio p99 {pct(ours, 99) / pct(raw, 99):4.1f}x")
+    print(
+        f"{label:<44} p50 {pct(ours, 50):6.2f} ms  p99 {pct(ours, 99):6.2f} ms   "
+        f"raw p50 {pct(raw, 50):5.2f} ms  p99 {pct(raw, 99):5.2f} ms   ratio p99 {pct(ours, 99) / pct(raw, 99):4.1f}x"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--decisions", type=int, default=2000)
     parser.add_argument("--postgres", default=os.environ.get("REVIEWQUEUE_BENCH_POSTGRES_URL"))
@@ -175,15 +225,19 @@ def main() -> None:
 
     items = make_items(args.items)
     tmp = Path(tempfile.mkdtemp(prefix="rq-bench-"))
-    print(f"reviewqueue core benchmark: {args.items:,} items, {args.decisions:,} claim+decide cycles; python {sys.version.split()[0]}, "
-          f"sqlite {sqlite3.sqlite_version}")
+    print(
+        f"reviewqueue core benchmark: {args.items:,} items, {args.decisions:,} claim+decide cycles; python {sys.version.split()[0]}, "
+        f"sqlite {sqlite3.sqlite_version}"
+    )
 
     ours = bench_ingest(f"sqlite:///{tmp / 'ours.db'}", items)
     raw_engine = fresh(f"sqlite:///{tmp / 'raw.db'}")
     raw_engine.dispose()
     raw = bench_raw_sqlite_insert(str(tmp / "raw.db"), raw_rows(items))
-    print(f"{'SQLite submit_many':<44} {ours:10,.0f} items/s   raw executemany {raw:10,.0f} rows/s   "
-          f"ratio {ours / raw:5.1%}")
+    print(
+        f"{'SQLite submit_many':<44} {ours:10,.0f} items/s   raw executemany {raw:10,.0f} rows/s   "
+        f"ratio {ours / raw:5.1%}"
+    )
 
     # The 100,000 test items are garbage now; drop them so the latency runs below
     # measure reviewqueue, not the collector walking the benchmark's own data.
@@ -192,9 +246,12 @@ def main() -> None:
     gc.collect()
     gc.freeze()
 
-    engine = db.make_engine(f"sqlite:///{tmp / 'ours.db'}")
-    report_latency(f"SQLite claim+decide ({args.items:,} pending)", bench_claim_decide(engine, args.decisions),
-                   bench_raw_sqlite_claim_decide(str(tmp / "raw.db"), args.decisions))
+    engine = store.make_engine(f"sqlite:///{tmp / 'ours.db'}")
+    report_latency(
+        f"SQLite claim+decide ({args.items:,} pending)",
+        bench_claim_decide(engine, args.decisions),
+        bench_raw_sqlite_claim_decide(str(tmp / "raw.db"), args.decisions),
+    )
     engine.dispose()
 
     if args.postgres:
@@ -203,13 +260,18 @@ def main() -> None:
         del rows_for_pg
         gc.collect()
         gc.freeze()
-        print(f"{'PostgreSQL submit_many':<44} {pg_ours:10,.0f} items/s   raw executemany {pg_raw_rate:10,.0f} rows/s   "
-              f"ratio {pg_ours / pg_raw_rate:5.1%}")
-        engine = db.make_engine(args.postgres)
+        print(
+            f"{'PostgreSQL submit_many':<44} {pg_ours:10,.0f} items/s   raw executemany {pg_raw_rate:10,.0f} rows/s   "
+            f"ratio {pg_ours / pg_raw_rate:5.1%}"
+        )
+        engine = store.make_engine(args.postgres)
         ours_lat = bench_claim_decide(engine, args.decisions)
         engine.dispose()
-        report_latency(f"PostgreSQL claim+decide ({args.items:,} pending)", ours_lat,
-                       bench_raw_pg_claim_decide(args.postgres, args.decisions))
+        report_latency(
+            f"PostgreSQL claim+decide ({args.items:,} pending)",
+            ours_lat,
+            bench_raw_pg_claim_decide(args.postgres, args.decisions),
+        )
 
 
 def _pg_raw_insert(url: str, items: list[dict]) -> float:
@@ -218,10 +280,12 @@ def _pg_raw_insert(url: str, items: list[dict]) -> float:
     engine = fresh(url)
     engine.dispose()
     rows = [tuple(r[:15]) + ("2026-11-27T00:00:00Z", "2026-11-27T00:00:00Z") for r in raw_rows(items)]
-    sql = ("INSERT INTO items (id, queue, external_id, input, output, confidence, predicted_label, model, "
-           "model_version, context, metadata, priority, status, route, claim_order, created_at, updated_at) "
-           "VALUES (%s,%s,%s,%s::jsonb,%s::jsonb,%s,%s,%s,%s,%s::jsonb,%s::jsonb,%s,%s,%s,%s,%s,%s) "
-           "ON CONFLICT (queue, external_id) DO NOTHING")
+    sql = (
+        "INSERT INTO items (id, queue, external_id, input, output, confidence, predicted_label, model, "
+        "model_version, context, metadata, priority, status, route, claim_order, created_at, updated_at) "
+        "VALUES (%s,%s,%s,%s::jsonb,%s::jsonb,%s,%s,%s,%s,%s::jsonb,%s::jsonb,%s,%s,%s,%s,%s,%s) "
+        "ON CONFLICT (queue, external_id) DO NOTHING"
+    )
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         t = time.perf_counter()
         with conn.transaction(), conn.cursor() as cur:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reviewqueue import db, export, queues, textdiff  # noqa: E402
+from reviewqueue import export, queues, store, textdiff  # noqa: E402
 from reviewqueue.ids import uuid7  # noqa: E402
 from reviewqueue.settings import get_settings  # noqa: E402
 
@@ -36,8 +36,8 @@ WEEK = "2026-W47"
 
 def build(path: Path, n: int) -> None:
     """Write n decided items (and their reviews) straight into a migrated database."""
-    engine = db.make_engine(f"sqlite:///{path}")
-    db.upgrade(engine)
+    engine = store.make_engine(f"sqlite:///{path}")
+    store.upgrade(engine)
     queues.create("bench", {"audit_rate": 0.0}, engine=engine)
     engine.dispose()
     rng = random.Random(3)
@@ -57,20 +57,51 @@ def build(path: Path, n: int) -> None:
                 out = out.replace(" refund ", '\n"refund"\n', 1)
             verdict = rng.choice(("approve", "approve", "correct", "reject"))
             final = out if verdict == "approve" else (out + " corrected" if verdict == "correct" else None)
-            items.append((item_id, "bench", f"e{i}", json.dumps(" ".join(rng.choices(words, k=20))), json.dumps(out),
-                          rng.random() * 0.8, None, "m", "1", "[]", json.dumps({"i": i}), 0,
-                          {"approve": "approved", "correct": "corrected", "reject": "rejected"}[verdict],
-                          "below_threshold", item_id, stamp, stamp, stamp))
-            reviews.append((item_id, "bench", "ann", verdict, json.dumps(final) if final else None,
-                            "incorrect" if verdict == "reject" else None,
-                            textdiff.decision_distance(verdict, out, final), stamp))
+            items.append(
+                (
+                    item_id,
+                    "bench",
+                    f"e{i}",
+                    json.dumps(" ".join(rng.choices(words, k=20))),
+                    json.dumps(out),
+                    rng.random() * 0.8,
+                    None,
+                    "m",
+                    "1",
+                    "[]",
+                    json.dumps({"i": i}),
+                    0,
+                    {"approve": "approved", "correct": "corrected", "reject": "rejected"}[verdict],
+                    "below_threshold",
+                    item_id,
+                    stamp,
+                    stamp,
+                    stamp,
+                )
+            )
+            reviews.append(
+                (
+                    item_id,
+                    "bench",
+                    "ann",
+                    verdict,
+                    json.dumps(final) if final else None,
+                    "incorrect" if verdict == "reject" else None,
+                    textdiff.decision_distance(verdict, out, final),
+                    stamp,
+                )
+            )
         conn.executemany(
             "INSERT INTO items (id, queue, external_id, input, output, confidence, predicted_label, model, model_version,"
             " context, metadata, priority, status, route, claim_order, created_at, updated_at, decided_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", items)
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            items,
+        )
         conn.executemany(
             "INSERT INTO reviews (item_id, queue, reviewer, verdict, final_output, reason, edit_distance, created_at)"
-            " VALUES (?,?,?,?,?,?,?,?)", reviews)
+            " VALUES (?,?,?,?,?,?,?,?)",
+            reviews,
+        )
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # read from the database file, as a settled system does
     conn.close()
@@ -110,7 +141,7 @@ def _child_export(url: str, out: str, fmt: str, workers: int, q) -> None:
             peak[0] = max(peak[0], _tree_rss_mb(os.getpid()))
 
     threading.Thread(target=sample, daemon=True).start()
-    engine = db.make_engine(url)
+    engine = store.make_engine(url)
     t = time.perf_counter()
     [r] = export.export(out, fmt=fmt, week_spec=WEEK, engine=engine, workers=workers)
     secs = time.perf_counter() - t
@@ -128,7 +159,8 @@ def _child_raw(path: str, q) -> None:
     cursor = conn.execute(
         "SELECT i.*, r.* FROM reviews r JOIN items i ON i.id = r.item_id WHERE r.undone_at IS NULL "
         "AND r.queue = 'bench' AND r.created_at >= ? AND r.created_at < ? ORDER BY r.created_at, r.item_id",
-        [p.strftime("%Y-%m-%d %H:%M:%S.%f") for p in (period.since, period.until)])
+        [p.strftime("%Y-%m-%d %H:%M:%S.%f") for p in (period.since, period.until)],
+    )
     while rows := cursor.fetchmany(10_000):
         n += len(rows)
     q.put((n, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
@@ -145,21 +177,27 @@ def run(target, *args):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rq-export-"))
     path = tmp / "export.db"
     t = time.perf_counter()
     build(path, args.rows)
-    print(f"reviewqueue export benchmark: {args.rows:,} decided items (built in {time.perf_counter() - t:.0f} s)")
+    print(
+        f"reviewqueue export benchmark: {args.rows:,} decided items (built in {time.perf_counter() - t:.0f} s)"
+    )
     n, secs, rss = run(_child_raw, str(path))
     print(f"{'raw sqlite3 read of the same rows':<40} {n / secs:10,.0f} rows/s   peak memory {rss:6.0f} MB")
     workers = get_settings().export_workers
     for fmt, n_workers in (("parquet", workers), ("parquet", 1), ("jsonl", workers), ("csv", workers)):
         n, secs, rss = run(_child_export, f"sqlite:///{path}", str(tmp / "out"), fmt, n_workers)
         label = f"export --format {fmt} --workers {n_workers}"
-        print(f"{label:<40} {n / secs:10,.0f} rows/s   peak memory {rss:6.0f} MB   ({n:,} rows, {secs:.1f} s)")
+        print(
+            f"{label:<40} {n / secs:10,.0f} rows/s   peak memory {rss:6.0f} MB   ({n:,} rows, {secs:.1f} s)"
+        )
 
 
 if __name__ == "__main__":

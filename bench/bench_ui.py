@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import make_items, pct  # noqa: E402
 from bench_export import build  # noqa: E402
 
-from reviewqueue import db, ingest, queues, users  # noqa: E402
+from reviewqueue import ingest, queues, store, users  # noqa: E402
 from reviewqueue.settings import get_settings  # noqa: E402
 
 APP = str(Path(__file__).resolve().parent.parent / "reviewqueue" / "ui" / "app.py")
@@ -47,8 +47,8 @@ def app_for(url: str):
 
 def review_loop(pending: int, decisions: int) -> list[float]:
     url = f"sqlite:///{tempfile.mkdtemp(prefix='rq-ui-')}/ui.db"
-    engine = db.make_engine(url)
-    db.upgrade(engine)
+    engine = store.make_engine(url)
+    store.upgrade(engine)
     queues.create("bench", {"audit_rate": 0.0}, engine=engine)
     users.add("bencher", role="reviewer", password="bench-password", engine=engine)
     for start in range(0, pending, 50_000):
@@ -67,7 +67,7 @@ def review_loop(pending: int, decisions: int) -> list[float]:
 def browse_first_page(rows: int, runs: int) -> list[float]:
     path = Path(tempfile.mkdtemp(prefix="rq-browse-")) / "browse.db"
     build(path, rows)
-    engine = db.make_engine(f"sqlite:///{path}")
+    engine = store.make_engine(f"sqlite:///{path}")
     users.add("bencher", role="reviewer", password="bench-password", engine=engine)
     engine.dispose()
     at = app_for(f"sqlite:///{path}")
@@ -82,17 +82,23 @@ def browse_first_page(rows: int, runs: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pending", type=int, default=100_000)
     parser.add_argument("--decisions", type=int, default=200)
     parser.add_argument("--browse", type=int, default=1_000_000)
     args = parser.parse_args()
     print(f"reviewqueue review-app benchmark (AppTest, server side); python {sys.version.split()[0]}")
     t = review_loop(args.pending, args.decisions)
-    print(f"Approve -> next item rendered, {args.pending:,} pending:  p50 {pct(t, 50):6.1f} ms  p95 {pct(t, 95):6.1f} ms"
-          f"  (mean {statistics.mean(t):.1f} ms, {len(t)} decisions)")
+    print(
+        f"Approve -> next item rendered, {args.pending:,} pending:  p50 {pct(t, 50):6.1f} ms  p95 {pct(t, 95):6.1f} ms"
+        f"  (mean {statistics.mean(t):.1f} ms, {len(t)} decisions)"
+    )
     b = browse_first_page(args.browse, 5)
-    print(f"Browse first page, {args.browse:,} items:          p50 {pct(b, 50):6.1f} ms  max {max(b):6.1f} ms")
+    print(
+        f"Browse first page, {args.browse:,} items:          p50 {pct(b, 50):6.1f} ms  max {max(b):6.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -17,12 +17,17 @@ from typing import Annotated
 
 import typer
 
-from . import __version__, clock, db, demo, ingest, queues, tokens, users, webhooks
-from .errors import ReviewQueueError, ValidationFailed
+from . import __version__, clock, demo, ingest, queues, store, tokens, users, webhooks
+from .errors import QueueNotFound, ReviewQueueError, ValidationFailed
 from .settings import get_settings
+from .vocab import DECIDED, Role, Scope, Status
 
-app = typer.Typer(help="reviewqueue: the human-review queue for AI outputs.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="reviewqueue: the human-review queue for AI outputs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 queue_app = typer.Typer(help="Create, list and change queues.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage reviewer and admin accounts.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
@@ -36,8 +41,8 @@ app.add_typer(webhooks_app, name="webhooks")
 
 
 def _engine():
-    engine = db.get_engine()
-    db.upgrade(engine)
+    engine = store.get_engine()
+    store.upgrade(engine)
     return engine
 
 
@@ -60,26 +65,31 @@ def version() -> None:
 def init() -> None:
     """Create the database (or bring its schema up to date)."""
     engine = _engine()
-    typer.echo(f"database ready at {engine.url.render_as_string(hide_password=True)} (schema {db.current_revision(engine)})")
+    typer.echo(
+        f"database ready at {engine.url.render_as_string(hide_password=True)} (schema {store.current_revision(engine)})"
+    )
 
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Apply migrations up to REVISION (default: the latest)."""
-    engine = db.get_engine()
-    db.upgrade(engine, revision)
-    typer.echo(f"schema at {db.current_revision(engine)}")
+    engine = store.get_engine()
+    store.upgrade(engine, revision)
+    typer.echo(f"schema at {store.current_revision(engine)}")
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Print the schema revision of the database."""
-    typer.echo(db.current_revision(db.get_engine()) or "empty (run: reviewqueue db upgrade)")
+    typer.echo(store.current_revision(store.get_engine()) or "empty (run: reviewqueue db upgrade)")
 
 
 # --- queues -------------------------------------------------------------------------
 
-def _queue_settings(description, threshold, audit_rate, lease_seconds, label, label_threshold, reject_reason) -> dict:
+
+def _queue_settings(
+    description, threshold, audit_rate, lease_seconds, label, label_threshold, reject_reason
+) -> dict:
     settings: dict = {}
     if description is not None:
         settings["description"] = description
@@ -102,40 +112,74 @@ def _queue_settings(description, threshold, audit_rate, lease_seconds, label, la
             except ValueError:
                 sep = ""
             if not sep or not name:
-                raise ValidationFailed(f"--label-threshold takes LABEL=VALUE, e.g. billing=0.9 (got {spec!r})")
+                raise ValidationFailed(
+                    f"--label-threshold takes LABEL=VALUE, e.g. billing=0.9 (got {spec!r})"
+                )
         settings["label_thresholds"] = pairs
     return settings
 
 
 Description = Annotated[str | None, typer.Option(help="What the queue is for.")]
 Threshold = Annotated[float | None, typer.Option(help="Confidence below this goes to review (default 0.8).")]
-AuditRate = Annotated[float | None, typer.Option(help="Fraction of above-threshold outputs still reviewed (default 0.02).")]
-LeaseSeconds = Annotated[int | None, typer.Option(help="How long a claimed item stays with its reviewer (default 600).")]
-Labels = Annotated[list[str] | None, typer.Option("--label", help="A label for classification queues; repeat.")]
-LabelThresholds = Annotated[list[str] | None, typer.Option("--label-threshold", help="LABEL=VALUE threshold; repeat.")]
-RejectReasons = Annotated[list[str] | None, typer.Option("--reject-reason", help="A reject reason code; repeat.")]
+AuditRate = Annotated[
+    float | None, typer.Option(help="Fraction of above-threshold outputs still reviewed (default 0.02).")
+]
+LeaseSeconds = Annotated[
+    int | None, typer.Option(help="How long a claimed item stays with its reviewer (default 600).")
+]
+Labels = Annotated[
+    list[str] | None, typer.Option("--label", help="A label for classification queues; repeat.")
+]
+LabelThresholds = Annotated[
+    list[str] | None, typer.Option("--label-threshold", help="LABEL=VALUE threshold; repeat.")
+]
+RejectReasons = Annotated[
+    list[str] | None, typer.Option("--reject-reason", help="A reject reason code; repeat.")
+]
 
 
 @queue_app.command("create")
-def queue_create(name: str, description: Description = None, threshold: Threshold = None,
-                 audit_rate: AuditRate = None, lease_seconds: LeaseSeconds = None, label: Labels = None,
-                 label_threshold: LabelThresholds = None, reject_reason: RejectReasons = None) -> None:
+def queue_create(
+    name: str,
+    description: Description = None,
+    threshold: Threshold = None,
+    audit_rate: AuditRate = None,
+    lease_seconds: LeaseSeconds = None,
+    label: Labels = None,
+    label_threshold: LabelThresholds = None,
+    reject_reason: RejectReasons = None,
+) -> None:
     """Create queue NAME."""
     _engine()
-    settings = _queue_settings(description, threshold, audit_rate, lease_seconds, label, label_threshold, reject_reason)
+    settings = _queue_settings(
+        description, threshold, audit_rate, lease_seconds, label, label_threshold, reject_reason
+    )
     q = queues.create(name, settings, actor="cli")
-    typer.echo(f"created queue {q.name}: threshold {q.threshold}, audit rate {q.audit_rate}, lease {q.lease_seconds}s")
+    typer.echo(
+        f"created queue {q.name}: threshold {q.threshold}, audit rate {q.audit_rate}, lease {q.lease_seconds}s"
+    )
 
 
 @queue_app.command("update")
-def queue_update(name: str, description: Description = None, threshold: Threshold = None,
-                 audit_rate: AuditRate = None, lease_seconds: LeaseSeconds = None, label: Labels = None,
-                 label_threshold: LabelThresholds = None, reject_reason: RejectReasons = None) -> None:
+def queue_update(
+    name: str,
+    description: Description = None,
+    threshold: Threshold = None,
+    audit_rate: AuditRate = None,
+    lease_seconds: LeaseSeconds = None,
+    label: Labels = None,
+    label_threshold: LabelThresholds = None,
+    reject_reason: RejectReasons = None,
+) -> None:
     """Change settings of queue NAME (only the options given)."""
     _engine()
-    settings = _queue_settings(description, threshold, audit_rate, lease_seconds, label, label_threshold, reject_reason)
+    settings = _queue_settings(
+        description, threshold, audit_rate, lease_seconds, label, label_threshold, reject_reason
+    )
     q = queues.update(name, settings, actor="cli")
-    typer.echo(f"updated queue {q.name}: threshold {q.threshold}, audit rate {q.audit_rate}, lease {q.lease_seconds}s")
+    typer.echo(
+        f"updated queue {q.name}: threshold {q.threshold}, audit rate {q.audit_rate}, lease {q.lease_seconds}s"
+    )
 
 
 @queue_app.command("list")
@@ -150,14 +194,24 @@ def queue_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
         typer.echo("no queues yet (create one: reviewqueue queue create NAME)")
         return
     _echo_table(
-        [[q.name, q.threshold, q.audit_rate, q.counts.get("pending", 0), q.counts.get("in_review", 0),
-          sum(q.counts.get(s, 0) for s in ("approved", "corrected", "rejected")), q.counts.get("auto_accepted", 0)]
-         for q in rows],
+        [
+            [
+                q.name,
+                q.threshold,
+                q.audit_rate,
+                q.counts.get(Status.PENDING, 0),
+                q.counts.get(Status.IN_REVIEW, 0),
+                sum(q.counts.get(s, 0) for s in DECIDED),
+                q.counts.get(Status.AUTO_ACCEPTED, 0),
+            ]
+            for q in rows
+        ],
         ["queue", "threshold", "audit", "pending", "in_review", "decided", "auto_accepted"],
     )
 
 
 # --- ingest -------------------------------------------------------------------------
+
 
 @app.command("ingest")
 def ingest_file(
@@ -176,7 +230,7 @@ def ingest_file(
     if stream is None and not file.exists():
         raise ValidationFailed(f"no such file: {file}")
     records, errors = [], []
-    with (stream or file.open(encoding="utf-8")) as fh:
+    with stream or file.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -194,6 +248,7 @@ def ingest_file(
     from pydantic import ValidationError
 
     from .schemas import ItemIn
+
     for lineno, record in records:
         try:
             ItemIn.model_validate(record)
@@ -225,12 +280,15 @@ def ingest_file(
 
 # --- users --------------------------------------------------------------------------
 
+
 @user_app.command("add")
 def user_add(
     name: str,
-    role: Annotated[str, typer.Option(help="reviewer or admin")] = "reviewer",
+    role: Annotated[Role, typer.Option(help="What the account may do.")] = Role.REVIEWER,
     email: Annotated[str | None, typer.Option(help="E-mail, for single sign-on.")] = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
 ) -> None:
     """Create an account (asks for the password unless --password-stdin)."""
     _engine()
@@ -246,8 +304,10 @@ def user_add(
 def user_list() -> None:
     """List accounts."""
     _engine()
-    _echo_table([[u.name, u.role, u.email or "", "yes" if u.active else "no"] for u in users.all_users()],
-                ["name", "role", "email", "active"])
+    _echo_table(
+        [[u.name, u.role, u.email or "", "yes" if u.active else "no"] for u in users.all_users()],
+        ["name", "role", "email", "active"],
+    )
 
 
 @user_app.command("deactivate")
@@ -260,10 +320,11 @@ def user_deactivate(name: str) -> None:
 
 # --- tokens and webhooks ------------------------------------------------------------
 
+
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option("--name", help="A name to list and revoke it by.")],
-    scope: Annotated[str, typer.Option("--scope", help="ingest, review, read or admin")],
+    scope: Annotated[Scope, typer.Option("--scope", help="What the token may do.")],
     queue: Annotated[list[str] | None, typer.Option("--queue", help="Limit to this queue; repeat.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="The user a review token acts as.")] = None,
 ) -> None:
@@ -279,10 +340,21 @@ def token_create(
 def token_list() -> None:
     """List tokens (never the tokens themselves)."""
     _engine()
-    _echo_table([[t.name, t.scope, ",".join(t.queues) or "*", t.user or "", t.prefix + "...",
-                  "revoked" if t.revoked_at else "active", clock.iso(t.last_used_at) or ""]
-                 for t in tokens.all_tokens()],
-                ["name", "scope", "queues", "user", "token", "state", "last used"])
+    _echo_table(
+        [
+            [
+                t.name,
+                t.scope,
+                ",".join(t.queues) or "*",
+                t.user or "",
+                t.prefix + "...",
+                "revoked" if t.revoked_at else "active",
+                clock.iso(t.last_used_at) or "",
+            ]
+            for t in tokens.all_tokens()
+        ],
+        ["name", "scope", "queues", "user", "token", "state", "last used"],
+    )
 
 
 @token_app.command("revoke")
@@ -295,7 +367,8 @@ def token_revoke(name: str) -> None:
 
 @webhooks_app.command("add")
 def webhooks_add(
-    queue: str, url: str,
+    queue: str,
+    url: str,
     secret: Annotated[str | None, typer.Option(help="Signing secret (default: generated).")] = None,
 ) -> None:
     """POST QUEUE's decisions to URL, signed. Prints the signing secret."""
@@ -309,8 +382,10 @@ def webhooks_add(
 def webhooks_list() -> None:
     """List webhooks."""
     _engine()
-    _echo_table([[h.id, h.queue, h.url, "yes" if h.active else "no"] for h in webhooks.all_webhooks()],
-                ["id", "queue", "url", "active"])
+    _echo_table(
+        [[h.id, h.queue, h.url, "yes" if h.active else "no"] for h in webhooks.all_webhooks()],
+        ["id", "queue", "url", "active"],
+    )
 
 
 @webhooks_app.command("remove")
@@ -329,8 +404,13 @@ def webhooks_status() -> None:
     if not rows:
         typer.echo("no webhooks (add one: reviewqueue webhooks add QUEUE URL)")
         return
-    _echo_table([[r["id"], r["queue"], r["url"], r["pending"], r["delivered"], r["failed"], r["last_error"] or ""]
-                 for r in rows], ["id", "queue", "url", "pending", "delivered", "failed", "last error"])
+    _echo_table(
+        [
+            [r["id"], r["queue"], r["url"], r["pending"], r["delivered"], r["failed"], r["last_error"] or ""]
+            for r in rows
+        ],
+        ["id", "queue", "url", "pending", "delivered", "failed", "last error"],
+    )
 
 
 @webhooks_app.command("worker")
@@ -347,18 +427,31 @@ def webhooks_worker() -> None:
 
 # --- exports ------------------------------------------------------------------------
 
+
 @app.command("export")
 def export_cmd(
-    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default REVIEWQUEUE_EXPORT_DIR).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default REVIEWQUEUE_EXPORT_DIR).")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, parquet or chat-jsonl")] = "jsonl",
-    queue: Annotated[list[str] | None, typer.Option("--queue", help="Queue to export; repeat (default all).")] = None,
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", help="Queue to export; repeat (default all).")
+    ] = None,
     week: Annotated[str | None, typer.Option("--week", help="ISO week in UTC, e.g. 2026-W47.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO 8601 start (inclusive).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="ISO 8601 end (exclusive).")] = None,
-    verdict: Annotated[list[str] | None, typer.Option("--verdict", help="Only these verdicts; repeat.")] = None,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, max=64,
-        help="Processes converting slices in parallel (default REVIEWQUEUE_EXPORT_WORKERS: cores, up to 2).")] = None,
+    verdict: Annotated[
+        list[str] | None, typer.Option("--verdict", help="Only these verdicts; repeat.")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Processes converting slices in parallel (default REVIEWQUEUE_EXPORT_WORKERS: cores, up to 2).",
+        ),
+    ] = None,
 ) -> None:
     """Write decided items as a dataset; with no period, everything since the last export."""
     from . import export as exports
@@ -368,9 +461,20 @@ def export_cmd(
         since_dt = clock.parse(since) if since else None
         until_dt = clock.parse(until) if until else None
     except ValueError as exc:
-        raise ValidationFailed(f"--since/--until take ISO 8601 times, e.g. 2026-11-16T00:00:00Z ({exc})") from None
-    for r in exports.export(out, fmt=fmt, queues=queue, week_spec=week, since=since_dt, until=until_dt,
-                            verdicts=verdict, actor="cli", workers=workers):
+        raise ValidationFailed(
+            f"--since/--until take ISO 8601 times, e.g. 2026-11-16T00:00:00Z ({exc})"
+        ) from None
+    for r in exports.export(
+        out,
+        fmt=fmt,
+        queues=queue,
+        week_spec=week,
+        since=since_dt,
+        until=until_dt,
+        verdicts=verdict,
+        actor="cli",
+        workers=workers,
+    ):
         counts = ", ".join(f"{n} {v}" for v, n in sorted(r.counts_by_verdict.items())) or "no decisions"
         typer.echo(f"{r.queue}: {r.rows} row(s) ({counts}) -> {r.path}")
 
@@ -381,19 +485,38 @@ def exports_list(limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20) ->
     from . import export as exports
 
     _engine()
-    _echo_table([[r.id, r.queue, r.format, r.mode, clock.iso(r.since), clock.iso(r.until), r.rows, r.path]
-                 for r in exports.runs(limit=limit)],
-                ["id", "queue", "format", "mode", "since", "until", "rows", "file"])
+    _echo_table(
+        [
+            [r.id, r.queue, r.format, r.mode, clock.iso(r.since), clock.iso(r.until), r.rows, r.path]
+            for r in exports.runs(limit=limit)
+        ],
+        ["id", "queue", "format", "mode", "since", "until", "rows", "file"],
+    )
 
 
 # --- servers ------------------------------------------------------------------------
 
+
 def api_command(host: str, port: int, workers: int) -> list[str]:
     # Access lines sit below the warning level anyway; --no-access-log also skips
     # building them, for every request.
-    return [sys.executable, "-m", "uvicorn", "--factory", "reviewqueue.api.app:create_app", "--host", host,
-            "--port", str(port), "--workers", str(workers), "--no-server-header", "--log-level", "warning",
-            "--no-access-log"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "reviewqueue.api.app:create_app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-server-header",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
 
 
 @app.command("api")
@@ -409,6 +532,7 @@ def api(
 
 
 # --- demo and up --------------------------------------------------------------------
+
 
 def _print_logins() -> None:
     for name, role, password in demo.DEMO_USERS:
@@ -431,14 +555,27 @@ UI_SCRIPT = Path(__file__).parent / "ui" / "app.py"
 def ui_command(host: str, port: int) -> list[str]:
     # The production settings of .streamlit/config.toml, as flags, so they hold from
     # any working directory (allowedHosts stays in the config file: it is per site).
-    return [sys.executable, "-m", "streamlit", "run", str(UI_SCRIPT), "--server.headless=true",
-            f"--server.address={host}", f"--server.port={port}", "--browser.gatherUsageStats=false",
-            "--server.enableXsrfProtection=true", "--client.toolbarMode=minimal", "--client.showErrorDetails=none",
-            "--runner.magicEnabled=false"]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(UI_SCRIPT),
+        "--server.headless=true",
+        f"--server.address={host}",
+        f"--server.port={port}",
+        "--browser.gatherUsageStats=false",
+        "--server.enableXsrfProtection=true",
+        "--client.toolbarMode=minimal",
+        "--client.showErrorDetails=none",
+        "--runner.magicEnabled=false",
+    ]
 
 
 @app.command("ui")
-def ui(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[int, typer.Option()] = 8501) -> None:
+def ui(
+    host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[int, typer.Option()] = 8501
+) -> None:
     """Run the reviewer web app (Streamlit)."""
     _engine()
     os.execv(sys.executable, ui_command(host, port))
@@ -449,16 +586,22 @@ def up(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     ui_port: Annotated[int, typer.Option()] = 8501,
     api_port: Annotated[int, typer.Option()] = 8000,
-    no_demo: Annotated[bool, typer.Option("--no-demo", help="Do not seed demo data into an empty database.")] = False,
+    no_demo: Annotated[
+        bool, typer.Option("--no-demo", help="Do not seed demo data into an empty database.")
+    ] = False,
 ) -> None:
     """Create the database if needed, seed the demo when empty, start the app and print where it is."""
     engine = _engine()
     if not no_demo and demo.is_empty(engine=engine):
         demo.seed(engine=engine)
-    demo_token = _demo_token(engine) if users.get("admin", engine=engine) is not None and not no_demo else None
+    demo_token = (
+        _demo_token(engine) if users.get(demo.ADMIN, engine=engine) is not None and not no_demo else None
+    )
     env = {**os.environ, "REVIEWQUEUE_WEBHOOK_WORKER": "1"}
-    procs = [subprocess.Popen(ui_command(host, ui_port), start_new_session=True),
-             subprocess.Popen(api_command(host, api_port, 1), start_new_session=True, env=env)]
+    procs = [
+        subprocess.Popen(ui_command(host, ui_port), start_new_session=True),
+        subprocess.Popen(api_command(host, api_port, 1), start_new_session=True, env=env),
+    ]
     typer.echo("")
     typer.echo(f"reviewqueue {__version__} is up")
     typer.echo(f"  review app : http://{host}:{ui_port}")
@@ -482,7 +625,7 @@ def _demo_token(engine) -> str:
             return path.read_text().strip()
         except ReviewQueueError:
             pass  # a token for another database: make a new one
-    _, plaintext = tokens.rotate("demo", "admin", user="admin", actor="demo", engine=engine)
+    _, plaintext = tokens.rotate("demo", Scope.ADMIN, user=demo.ADMIN, actor="demo", engine=engine)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(plaintext + "\n")
     path.chmod(0o600)
@@ -514,15 +657,50 @@ def _supervise(procs: list[subprocess.Popen]) -> None:
     stop(1)
 
 
+#: How the CLI names the fields a domain error points at.
+_FLAGS = {
+    "week": "--week",
+    "since": "--since",
+    "until": "--until",
+    "format": "--format",
+    "verdict": "--verdict",
+    "queue": "--queue",
+    "user": "--user",
+    "scope": "--scope",
+    "name": "--name",
+    "role": "--role",
+    "threshold": "--threshold",
+    "audit_rate": "--audit-rate",
+    "lease_seconds": "--lease-seconds",
+    "labels": "--label",
+    "label_thresholds": "--label-threshold",
+    "reject_reasons": "--reject-reason",
+    "description": "--description",
+    "password": "the password",
+}
+
+
+def _hint(exc: ReviewQueueError) -> str | None:
+    """What to do next, in CLI terms."""
+    if isinstance(exc, QueueNotFound):
+        return f"create it first: reviewqueue queue create {exc.name}"
+    return None
+
+
 def main() -> None:
     try:
         app()
     except ReviewQueueError as exc:
         typer.echo(f"error: {exc}", err=True)
-        detail = getattr(exc, "errors", None)
-        if detail and len(detail) > 1:
-            for err in detail[:20]:
-                typer.echo(f"  {'.'.join(map(str, err['loc']))}: {err['msg']}", err=True)
+        errors = getattr(exc, "errors", None) or []
+        if len(errors) > 1 or (errors and errors[0].get("msg") != str(exc)):
+            for err in errors[:20]:
+                loc = [str(p) for p in err.get("loc", [])]
+                where = _FLAGS.get(loc[0], ".".join(loc)) if len(loc) == 1 else ".".join(loc)
+                typer.echo(f"  {where}: {err['msg']}", err=True)
+        hint = _hint(exc)
+        if hint:
+            typer.echo(f"  {hint}", err=True)
         raise SystemExit(1) from None
 
 

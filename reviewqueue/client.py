@@ -32,10 +32,17 @@ from .errors import (
     ValidationFailed,
 )
 from .schemas import ItemIn, ItemOut, QueueOut, SubmitResult
+from .vocab import DECIDED, Status
 
-_BY_STATUS = {401: AuthenticationFailed, 403: PermissionDenied, 404: NotFound, 409: Conflict,
-              413: PayloadTooLarge, 422: ValidationFailed, 429: RateLimited}
-DECIDED = {"approved", "corrected", "rejected"}
+_BY_STATUS = {
+    401: AuthenticationFailed,
+    403: PermissionDenied,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: ValidationFailed,
+    429: RateLimited,
+}
 
 
 class ServerError(ReviewQueueError):
@@ -59,11 +66,22 @@ def _error(resp: httpx.Response) -> ReviewQueueError:
 
 
 class Client:
-    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0, retries: int = 3,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.retries = retries
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
-                                  headers={"Authorization": f"Bearer {token}", "User-Agent": "reviewqueue-client"})
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            transport=transport,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "reviewqueue-client"},
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -101,12 +119,16 @@ class Client:
         """Post one output; returns where it went (``duplicate=True`` if seen before)."""
         return SubmitResult(**self._request("POST", "/v1/items", json=self._prepare(item)).json())
 
-    def submit_many(self, items: Iterable[ItemIn | Mapping[str, Any]], *, batch_size: int = 1000) -> list[SubmitResult]:
+    def submit_many(
+        self, items: Iterable[ItemIn | Mapping[str, Any]], *, batch_size: int = 1000
+    ) -> list[SubmitResult]:
         """Post many outputs in batches of up to 1,000 (each batch atomic)."""
         prepared = [self._prepare(i) for i in items]
         results: list[SubmitResult] = []
         for start in range(0, len(prepared), batch_size):
-            resp = self._request("POST", "/v1/items/batch", json={"items": prepared[start : start + batch_size]})
+            resp = self._request(
+                "POST", "/v1/items/batch", json={"items": prepared[start : start + batch_size]}
+            )
             results.extend(SubmitResult(**r) for r in resp.json()["results"])
         return results
 
@@ -121,7 +143,7 @@ class Client:
         deadline = time.monotonic() + timeout
         while True:
             item = self.get(item_id)
-            if item.status in DECIDED or item.status == "auto_accepted":
+            if item.status in DECIDED or item.status == Status.AUTO_ACCEPTED:
                 return item
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"item {item_id} is still {item.status} after {timeout} s")
@@ -133,7 +155,9 @@ class Client:
 
     def decide(self, item_id: str, verdict: str, **fields) -> ItemOut:
         body = {"verdict": verdict, **fields}
-        return ItemOut.model_validate(self._request("POST", f"/v1/items/{item_id}/decision", json=body).json())
+        return ItemOut.model_validate(
+            self._request("POST", f"/v1/items/{item_id}/decision", json=body).json()
+        )
 
     def release(self, item_id: str) -> ItemOut:
         return ItemOut.model_validate(self._request("POST", f"/v1/items/{item_id}/release").json())

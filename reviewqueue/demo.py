@@ -7,11 +7,12 @@ import random
 
 from sqlalchemy import select
 
-from . import ingest, queues, users
-from .db import reading
+from . import ingest, queues, store, users
 from .models import Queue
+from .vocab import Role, Status
 
-DEMO_USERS = [("admin", "admin", "admin-demo-2026"), ("reviewer", "reviewer", "reviewer-demo-2026")]
+ADMIN = "admin"  # the demo's admin account
+DEMO_USERS = [(ADMIN, Role.ADMIN, "admin-demo-2026"), ("reviewer", Role.REVIEWER, "reviewer-demo-2026")]
 
 _PRODUCTS = ["Starter plan", "Pro plan", "Team plan", "mobile app", "desktop app", "API"]
 _QUESTIONS = [
@@ -25,14 +26,38 @@ _QUESTIONS = [
     ("How do I cancel the {p} before the renewal date?", "cancel"),
 ]
 _SOURCES = {
-    "password": ("Resetting your password", "Go to Settings > Security and choose 'Reset password'. A link valid for 30 minutes is e-mailed to you."),
-    "refund": ("Refund policy", "Duplicate charges are refunded in full within 5-7 business days. Annual plans are refundable within 14 days."),
-    "performance": ("Known issues", "Version 4.2 introduced a sync slowdown for workspaces over 10 GB; a fix ships in 4.2.1."),
-    "export": ("Exporting data", "Admins can export any workspace from Settings > Data > Export. CSV and JSON are supported."),
-    "pricing": ("Pricing FAQ", "Registered nonprofits get 50% off the Pro and Team plans. Apply from the billing page."),
-    "invoice": ("Invoices and tax", "Update your tax ID under Billing > Company details; new invoices use it, past ones can be reissued on request."),
-    "sso": ("Single sign-on", "SAML and OIDC single sign-on (Okta, Azure AD, Google) are available on the Team plan."),
-    "cancel": ("Cancelling a subscription", "Cancel any time from Billing > Plan. You keep access until the end of the paid period."),
+    "password": (
+        "Resetting your password",
+        "Go to Settings > Security and choose 'Reset password'. A link valid for 30 minutes is e-mailed to you.",
+    ),
+    "refund": (
+        "Refund policy",
+        "Duplicate charges are refunded in full within 5-7 business days. Annual plans are refundable within 14 days.",
+    ),
+    "performance": (
+        "Known issues",
+        "Version 4.2 introduced a sync slowdown for workspaces over 10 GB; a fix ships in 4.2.1.",
+    ),
+    "export": (
+        "Exporting data",
+        "Admins can export any workspace from Settings > Data > Export. CSV and JSON are supported.",
+    ),
+    "pricing": (
+        "Pricing FAQ",
+        "Registered nonprofits get 50% off the Pro and Team plans. Apply from the billing page.",
+    ),
+    "invoice": (
+        "Invoices and tax",
+        "Update your tax ID under Billing > Company details; new invoices use it, past ones can be reissued on request.",
+    ),
+    "sso": (
+        "Single sign-on",
+        "SAML and OIDC single sign-on (Okta, Azure AD, Google) are available on the Team plan.",
+    ),
+    "cancel": (
+        "Cancelling a subscription",
+        "Cancel any time from Billing > Plan. You keep access until the end of the paid period.",
+    ),
 }
 _GOOD = {
     "password": "You can reset it under Settings > Security > Reset password. We'll e-mail you a link that works for 30 minutes.",
@@ -74,17 +99,32 @@ def seed(*, n_support: int = 240, n_tickets: int = 260, engine=None, seed_value:
     rng = random.Random(seed_value)
     existing = set(queues.names(engine=engine))
     if "support-replies" not in existing:
-        queues.create("support-replies", {
-            "description": "Drafted replies to customer questions, grounded in help-centre articles",
-            "threshold": 0.75, "audit_rate": 0.05, "lease_seconds": 600,
-            "reject_reasons": ["incorrect", "unsupported_by_sources", "tone", "harmful", "off_topic"],
-        }, actor="demo", engine=engine)
+        queues.create(
+            "support-replies",
+            {
+                "description": "Drafted replies to customer questions, grounded in help-centre articles",
+                "threshold": 0.75,
+                "audit_rate": 0.05,
+                "lease_seconds": 600,
+                "reject_reasons": ["incorrect", "unsupported_by_sources", "tone", "harmful", "off_topic"],
+            },
+            actor="demo",
+            engine=engine,
+        )
     if "ticket-triage" not in existing:
-        queues.create("ticket-triage", {
-            "description": "Routing incoming tickets to the right team",
-            "threshold": 0.7, "audit_rate": 0.03, "labels": TICKET_LABELS,
-            "label_thresholds": {"billing": 0.85}, "reject_reasons": ["ambiguous", "spam", "not_a_ticket"],
-        }, actor="demo", engine=engine)
+        queues.create(
+            "ticket-triage",
+            {
+                "description": "Routing incoming tickets to the right team",
+                "threshold": 0.7,
+                "audit_rate": 0.03,
+                "labels": TICKET_LABELS,
+                "label_thresholds": {"billing": 0.85},
+                "reject_reasons": ["ambiguous", "spam", "not_a_ticket"],
+            },
+            actor="demo",
+            engine=engine,
+        )
 
     items = []
     for i in range(n_support):
@@ -93,33 +133,54 @@ def seed(*, n_support: int = 240, n_tickets: int = 260, engine=None, seed_value:
         good = rng.random() < 0.7
         confidence = round(min(0.99, max(0.02, rng.gauss(0.78 if good else 0.45, 0.15))), 3)
         title, text = _SOURCES[topic]
-        items.append({
-            "queue": "support-replies", "external_id": f"demo-reply-{i:04d}",
-            "input": template.format(p=product), "output": _GOOD[topic] if good else _BAD[topic],
-            "confidence": confidence, "model": "reply-drafter", "model_version": rng.choice(["2026-10-01", "2026-11-15"]),
-            "context": [{"title": title, "text": text, "url": f"https://help.example.com/articles/{topic}"}],
-            "metadata": {"channel": rng.choice(["email", "chat", "web"]), "customer_tier": rng.choice(["free", "paid"])},
-            "priority": 1 if rng.random() < 0.1 else 0,
-        })
+        items.append(
+            {
+                "queue": "support-replies",
+                "external_id": f"demo-reply-{i:04d}",
+                "input": template.format(p=product),
+                "output": _GOOD[topic] if good else _BAD[topic],
+                "confidence": confidence,
+                "model": "reply-drafter",
+                "model_version": rng.choice(["2026-10-01", "2026-11-15"]),
+                "context": [
+                    {"title": title, "text": text, "url": f"https://help.example.com/articles/{topic}"}
+                ],
+                "metadata": {
+                    "channel": rng.choice(["email", "chat", "web"]),
+                    "customer_tier": rng.choice(["free", "paid"]),
+                },
+                "priority": 1 if rng.random() < 0.1 else 0,
+            }
+        )
     for i in range(n_tickets):
         text, label = rng.choice(_TICKETS)
         right = rng.random() < 0.8
         predicted = label if right else rng.choice([x for x in TICKET_LABELS if x != label])
         confidence = round(min(0.99, max(0.05, rng.gauss(0.8 if right else 0.5, 0.14))), 3)
-        items.append({
-            "queue": "ticket-triage", "external_id": f"demo-ticket-{i:04d}",
-            "input": text.format(n=10000 + i), "output": predicted, "predicted_label": predicted,
-            "confidence": confidence, "model": "triage-classifier", "model_version": "v3",
-            "metadata": {"source": rng.choice(["email", "widget"])},
-        })
+        items.append(
+            {
+                "queue": "ticket-triage",
+                "external_id": f"demo-ticket-{i:04d}",
+                "input": text.format(n=10000 + i),
+                "output": predicted,
+                "predicted_label": predicted,
+                "confidence": confidence,
+                "model": "triage-classifier",
+                "model_version": "v3",
+                "metadata": {"source": rng.choice(["email", "widget"])},
+            }
+        )
     results = ingest.submit_many(items, actor="demo", engine=engine)
     for name, role, password in DEMO_USERS:
         if users.get(name, engine=engine) is None:
             users.add(name, role=role, password=password, actor="demo", engine=engine)
-    return {"items": sum(not r.duplicate for r in results), "pending": sum(r.status == "pending" for r in results)}
+    return {
+        "items": sum(not r.duplicate for r in results),
+        "pending": sum(r.status == Status.PENDING for r in results),
+    }
 
 
 def is_empty(*, engine=None) -> bool:
     """No queue exists yet: a fresh database."""
-    with reading(engine) as session:
-        return session.scalars(select(Queue.name).limit(1)).first() is None
+    with store.read(engine) as tx:
+        return tx.session.scalars(select(Queue.name).limit(1)).first() is None

@@ -2,7 +2,10 @@
 
 Callers catch :class:`ReviewQueueError`; the HTTP API maps each class to a status
 code in one place (``api/errors.py``), the CLI prints ``str(error)``, the UI shows it
-with ``st.error``. Messages say what went wrong *and* what to do about it.
+with ``st.error``. Messages describe the problem in the domain's words; each shell adds
+its own hint of what to do (a CLI flag, an API field, a button), since only it knows
+how its user would do it. Invalid fields are named in ``ValidationFailed.errors``
+(``loc``), which the shells map to their own names.
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ class ValidationFailed(ReviewQueueError):
 
     @classmethod
     def from_pydantic(cls, exc, *, prefix: tuple = ()) -> ValidationFailed:
-        return cls.of([
-            {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
-            for err in exc.errors(include_url=False, include_input=False)
-        ])
+        return cls.of(
+            [
+                {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+                for err in exc.errors(include_url=False, include_input=False)
+            ]
+        )
 
 
 def _summarise(errors: list[dict[str, Any]]) -> str:
@@ -53,15 +58,18 @@ class PayloadTooLarge(ReviewQueueError):
     status_code = 413
 
 
+def invalid(field: str, message: str) -> ValidationFailed:
+    """One bad field: ``message`` says what is wrong with it."""
+    return ValidationFailed(message, [{"loc": [field], "msg": message, "type": "value_error"}])
+
+
 class NotFound(ReviewQueueError):
     status_code = 404
 
 
 class QueueNotFound(NotFound):
-    def __init__(self, name: str):
-        super().__init__(
-            f"queue {name!r} does not exist; create it first (reviewqueue queue create {name})"
-        )
+    def __init__(self, name: str, message: str | None = None):
+        super().__init__(message or f"queue {name!r} does not exist")
         self.name = name
 
 

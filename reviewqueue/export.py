@@ -32,36 +32,54 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Text, bindparam, case, cast, func, literal_column, select
+from sqlalchemy import Text, bindparam, case, cast, func, literal_column, or_, select
 
-from . import __version__, clock
-from .db import (
-    get_engine,
-    is_sqlite,
-    make_engine,
-    pg_settled_before,
-    read_conn,
-    stream_tuples,
-    transaction,
-    writing,
-)
-from .errors import ValidationFailed
+from . import __version__, clock, store
+from .errors import invalid
 from .models import ExportRun, Item, Queue, Review
+from .vocab import Verdict
 
 SCHEMA_VERSION = 1
 FORMATS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "chat-jsonl": "chat.jsonl"}
 COLUMNS = [
-    "item_id", "queue", "external_id", "model", "model_version", "input", "context", "output", "confidence",
-    "predicted_label", "route", "verdict", "reference_output", "reference_label", "reason", "comment", "reviewer",
-    "created_at", "decided_at", "edit_distance", "metadata",
+    "item_id",
+    "queue",
+    "external_id",
+    "model",
+    "model_version",
+    "input",
+    "context",
+    "output",
+    "confidence",
+    "predicted_label",
+    "route",
+    "verdict",
+    "reference_output",
+    "reference_label",
+    "reason",
+    "comment",
+    "reviewer",
+    "created_at",
+    "decided_at",
+    "edit_distance",
+    "metadata",
 ]
 #: JSON-valued columns: JSON in JSONL; in CSV and Parquet, a JSON-encoded string (text
 #: inputs and outputs stay plain text, objects are encoded).
 JSON_COLUMNS = ("input", "context", "output", "reference_output", "metadata")
 CHUNK = 10_000
 #: Low-cardinality columns, dictionary-encoded in Parquet.
-DICTIONARY_COLUMNS = ["queue", "model", "model_version", "predicted_label", "route", "verdict", "reference_label",
-                      "reason", "reviewer"]
+DICTIONARY_COLUMNS = [
+    "queue",
+    "model",
+    "model_version",
+    "predicted_label",
+    "route",
+    "verdict",
+    "reference_label",
+    "reason",
+    "reviewer",
+]
 
 
 def parquet_schema():
@@ -72,6 +90,7 @@ def parquet_schema():
 
 
 # --- periods ----------------------------------------------------------------------
+
 
 @dataclass
 class Period:
@@ -86,7 +105,7 @@ def week(spec: str) -> Period:
         year, _, wk = spec.upper().partition("-W")
         start = datetime.combine(date.fromisocalendar(int(year), int(wk), 1), datetime.min.time(), tzinfo=UTC)
     except ValueError:
-        raise ValidationFailed(f"--week takes an ISO week like 2026-W47 (got {spec!r})") from None
+        raise invalid("week", f"{spec!r} is not an ISO week like 2026-W47") from None
     return Period(f"{int(year)}-W{int(wk):02d}", start, start + timedelta(days=7), "week")
 
 
@@ -96,7 +115,9 @@ def _stamp(dt: datetime) -> str:
 
 def span(since: datetime, until: datetime, mode: str = "range") -> Period:
     if until <= since:
-        raise ValidationFailed(f"--until ({clock.iso(until)}) must be after --since ({clock.iso(since)})")
+        raise invalid(
+            "until", f"the period's end ({clock.iso(until)}) must be after its start ({clock.iso(since)})"
+        )
     return Period(f"{_stamp(since)}_{_stamp(until)}", since, until, mode)
 
 
@@ -109,18 +130,21 @@ def settled_until(engine) -> datetime:
     stamp a time earlier than its own start, so the bound is the oldest open
     transaction's start (or now), less a second for clock skew between hosts.
     """
-    if is_sqlite(engine):
-        with writing(engine):
+    if store.is_sqlite(engine):
+        with store.write(engine):
             return clock.now()
-    return pg_settled_before(engine, clock.now())
+    return store.settled_before(engine, clock.now())
 
 
 def watermark(queue: str, fmt: str, verdicts: str, *, engine) -> datetime | None:
-    with read_conn(engine) as conn:
-        return conn.execute(
+    with store.read(engine) as tx:
+        return tx.execute(
             select(func.max(ExportRun.until)).where(
-                ExportRun.queue == queue, ExportRun.format == fmt, ExportRun.verdicts == verdicts,
-                ExportRun.mode == "incremental")
+                ExportRun.queue == queue,
+                ExportRun.format == fmt,
+                ExportRun.verdicts == verdicts,
+                ExportRun.mode == "incremental",
+            )
         ).scalar()
 
 
@@ -147,40 +171,79 @@ def _json(column, dialect: str, as_text: bool, default: str | None = None):
     if not as_text:
         value = func.nullif(cast(column, Text), "null")
     elif dialect == "postgresql":
-        value = case((func.jsonb_typeof(column) == "string", column.op("#>>")(literal_column("'{}'"))),
-                     (func.jsonb_typeof(column) == "null", None), else_=cast(column, Text))
+        value = case(
+            (func.jsonb_typeof(column) == "string", column.op("#>>")(literal_column("'{}'"))),
+            (func.jsonb_typeof(column) == "null", None),
+            else_=cast(column, Text),
+        )
     else:
-        value = case((func.json_type(column) == "text", func.json_extract(column, "$")),
-                     (func.json_type(column) == "null", None), else_=cast(column, Text))
+        value = case(
+            (func.json_type(column) == "text", func.json_extract(column, "$")),
+            (func.json_type(column) == "null", None),
+            else_=cast(column, Text),
+        )
     return func.coalesce(value, default) if default is not None else value
 
 
 def _select(dialect: str, json_as_text: bool, verdicts: list[str] | None):
     j = lambda col, default=None: _json(col, dialect, json_as_text, default)  # noqa: E731
-    kept = Review.verdict != "reject"
+    kept = Review.verdict != Verdict.REJECT
     stmt = (
         select(
-            Item.id, Item.queue, Item.external_id, Item.model, Item.model_version, j(Item.input),
-            j(Item.context, "[]"), j(Item.output), Item.confidence, Item.predicted_label, Item.route,
-            Review.verdict, case((kept, j(Review.final_output))), case((kept, Review.final_label)),
-            Review.reason, Review.comment, Review.reviewer, _ts(Item.created_at, dialect),
-            _ts(Review.created_at, dialect), Review.edit_distance, j(Item.__table__.c.metadata, "{}"),
+            Item.id,
+            Item.queue,
+            Item.external_id,
+            Item.model,
+            Item.model_version,
+            j(Item.input),
+            j(Item.context, "[]"),
+            j(Item.output),
+            Item.confidence,
+            Item.predicted_label,
+            Item.route,
+            Review.verdict,
+            case((kept, j(Review.final_output))),
+            case((kept, Review.final_label)),
+            Review.reason,
+            Review.comment,
+            Review.reviewer,
+            _ts(Item.created_at, dialect),
+            _ts(Review.created_at, dialect),
+            Review.edit_distance,
+            j(Item.__table__.c.metadata, "{}"),
         )
         .join(Review, Review.item_id == Item.id)
-        .where(Review.undone_at.is_(None), Review.queue == bindparam("queue"),
-               Review.created_at >= bindparam("since"), Review.created_at < bindparam("until"))
+        .where(
+            Review.undone_at.is_(None),
+            Review.queue == bindparam("queue"),
+            Review.created_at >= bindparam("since"),
+            Review.created_at < bindparam("until"),
+        )
         .order_by(Review.created_at, Review.item_id)
     )
-    return stmt.where(Review.verdict.in_(verdicts)) if verdicts else stmt
+    # One bind per verdict (store.stream_tuples takes no expanding IN).
+    return (
+        stmt.where(or_(*(Review.verdict == bindparam(f"verdict_{v}", v) for v in verdicts)))
+        if verdicts
+        else stmt
+    )
 
 
-def _rows(engine, queue: str, period: Period, verdicts: list[str] | None, *, json_as_text: bool,
-          chunk: int = CHUNK, ahead: int = 2):
+def _rows(
+    engine,
+    queue: str,
+    period: Period,
+    verdicts: list[str] | None,
+    *,
+    json_as_text: bool,
+    chunk: int = CHUNK,
+    ahead: int = 2,
+):
     """Chunks of row tuples in COLUMNS order, read up to ``ahead`` chunks ahead on a
     second thread so the database works while this one writes."""
     stmt = _select(engine.dialect.name, json_as_text, verdicts)
     params = {"queue": queue, "since": period.since, "until": period.until}
-    return _read_ahead(stream_tuples(engine, stmt, params, size=chunk), depth=ahead)
+    return _read_ahead(store.stream_tuples(engine, stmt, params, size=chunk), depth=ahead)
 
 
 _DONE = object()
@@ -231,10 +294,14 @@ _KEYS = [f'"{c}": ' for c in COLUMNS]
 
 
 def _jsonl_line(row: tuple) -> str:
-    return "{" + ", ".join(
-        k + ("null" if v is None else v if i in _JSON_AT else _ENCODE(v))
-        for i, (k, v) in enumerate(zip(_KEYS, row, strict=True))
-    ) + "}\n"
+    return (
+        "{"
+        + ", ".join(
+            k + ("null" if v is None else v if i in _JSON_AT else _ENCODE(v))
+            for i, (k, v) in enumerate(zip(_KEYS, row, strict=True))
+        )
+        + "}\n"
+    )
 
 
 # --- writers ----------------------------------------------------------------------
@@ -260,8 +327,9 @@ class _Writer:
             else:
                 # Dictionary encoding only where values repeat: trying it on every text
                 # column (and giving up on inputs and outputs) was a fifth of the write time.
-                self._sink = pq.ParquetWriter(str(path), self._schema, compression="zstd",
-                                              use_dictionary=DICTIONARY_COLUMNS)
+                self._sink = pq.ParquetWriter(
+                    str(path), self._schema, compression="zstd", use_dictionary=DICTIONARY_COLUMNS
+                )
         else:
             self._fh = open(path, "w", encoding="utf-8", newline="")
             if fmt == "csv":
@@ -314,8 +382,15 @@ class _Writer:
 
 #: JSON's two-character escapes and what they stand for. Without an escaped backslash
 #: among them, each can be replaced on its own, in any order.
-_SIMPLE_ESCAPES = [('\\"', '"'), ("\\n", "\n"), ("\\t", "\t"), ("\\r", "\r"), ("\\/", "/"),
-                   ("\\b", "\b"), ("\\f", "\f")]
+_SIMPLE_ESCAPES = [
+    ('\\"', '"'),
+    ("\\n", "\n"),
+    ("\\t", "\t"),
+    ("\\r", "\r"),
+    ("\\/", "/"),
+    ("\\b", "\b"),
+    ("\\f", "\f"),
+]
 
 
 def _arrow_text(raw):
@@ -345,12 +420,22 @@ def _arrow_text(raw):
 
 
 def _chat_line(r: tuple) -> str:
-    return json.dumps({
-        "messages": [{"role": "user", "content": r[_AT["input"]] or ""},
-                     {"role": "assistant", "content": r[_AT["reference_output"]] or ""}],
-        "metadata": {k: r[_AT[k]] for k in ("item_id", "queue", "verdict", "reference_label", "model",
-                                            "model_version")},
-    }, ensure_ascii=False) + "\n"
+    return (
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": r[_AT["input"]] or ""},
+                    {"role": "assistant", "content": r[_AT["reference_output"]] or ""},
+                ],
+                "metadata": {
+                    k: r[_AT[k]]
+                    for k in ("item_id", "queue", "verdict", "reference_label", "model", "model_version")
+                },
+            },
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
 
 
 # --- parallel slices ---------------------------------------------------------------
@@ -370,19 +455,25 @@ _JSON_AS_TEXT = {"jsonl": False, "parquet": False, "csv": True, "chat-jsonl": Tr
 
 def _slices(engine, queue: str, period: Period) -> list[tuple[datetime, datetime]]:
     """Cut the period every SLICE_ROWS decisions of the queue (an index walk)."""
+
     def first(after, *, offset: int, inclusive: bool):
         return (
             select(Review.created_at)
-            .where(Review.queue == queue, Review.created_at < period.until,
-                   Review.created_at >= after if inclusive else Review.created_at > after)
-            .order_by(Review.created_at).limit(1).offset(offset)
+            .where(
+                Review.queue == queue,
+                Review.created_at < period.until,
+                Review.created_at >= after if inclusive else Review.created_at > after,
+            )
+            .order_by(Review.created_at)
+            .limit(1)
+            .offset(offset)
         )
 
     cuts = [period.since]
-    with read_conn(engine) as conn:
-        while (cut := conn.execute(first(cuts[-1], offset=SLICE_ROWS, inclusive=True)).scalar()) is not None:
+    with store.read(engine) as tx:
+        while (cut := tx.execute(first(cuts[-1], offset=SLICE_ROWS, inclusive=True)).scalar()) is not None:
             if cut == cuts[-1]:  # more than SLICE_ROWS decisions at one instant: the slice takes them all
-                cut = conn.execute(first(cut, offset=0, inclusive=False)).scalar()
+                cut = tx.execute(first(cut, offset=0, inclusive=False)).scalar()
                 if cut is None:
                     break
             cuts.append(cut)
@@ -392,20 +483,27 @@ def _slices(engine, queue: str, period: Period) -> list[tuple[datetime, datetime
 
 def _write_slice(url: str, fmt: str, queue: str, since: datetime, until: datetime, verdicts, path: str):
     """In a worker process: one slice to a part file. Returns its rows and verdicts."""
-    engine = make_engine(url, pool=False)
+    engine = store.make_engine(url, pool=False)
     try:
         part = _Writer(Path(path), fmt, part=True)
         try:
             # Smaller chunks, one ahead: several workers hold chunks at once, and the
             # export's memory is the sum of all of them.
-            for chunk in _rows(engine, queue, Period("slice", since, until, "range"), verdicts,
-                               json_as_text=_JSON_AS_TEXT[fmt], chunk=WORKER_CHUNK, ahead=1):
+            for chunk in _rows(
+                engine,
+                queue,
+                Period("slice", since, until, "range"),
+                verdicts,
+                json_as_text=_JSON_AS_TEXT[fmt],
+                chunk=WORKER_CHUNK,
+                ahead=1,
+            ):
                 part.write(chunk)
         finally:
             part.close(sync=False)
         return part.rows, dict(part.verdicts)
     finally:
-        engine.dispose()
+        store.dispose(engine)
 
 
 class _Workers:
@@ -420,13 +518,23 @@ class _Workers:
 
         # This copy of reviewqueue, whether installed or run from a checkout.
         here = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])),
+        }
         # Arrow's default allocator keeps freed memory for reuse; with one allocator
         # per worker that retained memory adds up (measured: 240 MB a worker, 190 without).
         env.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
         self._procs = [
-            subprocess.Popen([sys.executable, "-m", "reviewqueue.export_worker"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env)
+            subprocess.Popen(
+                [sys.executable, "-m", "reviewqueue.export_worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+                env=env,
+            )
             for _ in range(count)
         ]
 
@@ -459,8 +567,9 @@ class _Workers:
                     pass
 
 
-def _write_slices(writer: _Writer, engine, queue: str, fmt: str, slices, verdicts, partial_dir: Path,
-                  workers: int) -> None:
+def _write_slices(
+    writer: _Writer, engine, queue: str, fmt: str, slices, verdicts, partial_dir: Path, workers: int
+) -> None:
     url = engine.url.render_as_string(hide_password=False)
     run = uuid.uuid4().hex[:8]  # two exports of one queue in one process must not share parts
     parts = [partial_dir / f"{queue}.{run}.part{k}.{os.getpid()}" for k in range(len(slices))]
@@ -468,8 +577,18 @@ def _write_slices(writer: _Writer, engine, queue: str, fmt: str, slices, verdict
 
     def send(k: int) -> None:
         since, until = slices[k]
-        pool.send(k, {"url": url, "fmt": fmt, "queue": queue, "since": clock.iso(since), "until": clock.iso(until),
-                      "verdicts": verdicts, "path": str(parts[k])})
+        pool.send(
+            k,
+            {
+                "url": url,
+                "fmt": fmt,
+                "queue": queue,
+                "since": clock.iso(since),
+                "until": clock.iso(until),
+                "verdicts": verdicts,
+                "path": str(parts[k]),
+            },
+        )
 
     pool = _Workers(min(workers, len(slices)))
     try:
@@ -495,8 +614,15 @@ def worker_main() -> None:
     for line in sys.stdin:
         task = json.loads(line)
         try:
-            rows, counts = _write_slice(task["url"], task["fmt"], task["queue"], clock.parse(task["since"]),
-                                        clock.parse(task["until"]), task["verdicts"], task["path"])
+            rows, counts = _write_slice(
+                task["url"],
+                task["fmt"],
+                task["queue"],
+                clock.parse(task["since"]),
+                clock.parse(task["until"]),
+                task["verdicts"],
+                task["path"],
+            )
             answer = {"rows": rows, "verdicts": counts}
         except Exception as exc:
             answer = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-4000:]}
@@ -525,30 +651,39 @@ class ExportResult:
 
 
 def export(
-    out_dir: str | Path | None = None, *, fmt: str = "jsonl", queues: list[str] | None = None,
-    week_spec: str | None = None, since: datetime | None = None, until: datetime | None = None,
-    verdicts: list[str] | None = None, actor: str = "system", engine=None, workers: int | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    fmt: str = "jsonl",
+    queues: list[str] | None = None,
+    week_spec: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    verdicts: list[str] | None = None,
+    actor: str = "system",
+    engine=None,
+    workers: int | None = None,
 ) -> list[ExportResult]:
     """Export each queue (default: all) to ``OUT/<queue>/<period>/data.<ext>`` with a
     ``manifest.json``. Returns one result per queue. ``workers`` processes read and
     convert slices of a large export in parallel (default ``REVIEWQUEUE_EXPORT_WORKERS``)."""
-    from .settings import get_settings
-
-    engine = engine or get_engine()
+    engine = engine or store.get_engine()
+    settings = store.settings_of(engine)
     if fmt not in FORMATS:
-        raise ValidationFailed(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
-    bad = sorted(set(verdicts or []) - {"approve", "correct", "reject"})
+        raise invalid("format", f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    bad = sorted(set(verdicts or []) - set(Verdict))
     if bad:
-        raise ValidationFailed(f"unknown verdict(s) {', '.join(bad)}: use approve, correct or reject")
+        raise invalid(
+            "verdict", f"unknown verdict(s) {', '.join(bad)}: the verdicts are {', '.join(Verdict)}"
+        )
     if week_spec and (since or until):
-        raise ValidationFailed("give either --week or --since/--until, not both")
-    out = Path(out_dir or get_settings().export_dir)
-    with read_conn(engine) as conn:
-        known = list(conn.execute(select(Queue.name).order_by(Queue.name)).scalars())
+        raise invalid("week", "a period is either a week or a since/until range, not both")
+    out = Path(out_dir or settings.export_dir)
+    with store.read(engine) as tx:
+        known = list(tx.execute(select(Queue.name).order_by(Queue.name)).scalars())
     targets = queues or known
     missing = sorted(set(targets) - set(known))
     if missing:
-        raise ValidationFailed(f"unknown queue(s): {', '.join(missing)}")
+        raise invalid("queue", f"unknown queue(s): {', '.join(missing)}")
     verdict_key = ",".join(sorted(verdicts or []))
     clean_partials(out)
     results = []
@@ -556,18 +691,32 @@ def export(
         if week_spec:
             period = week(week_spec)
         elif since or until:
-            period = span(clock.parse(since) if since else datetime(1970, 1, 1, tzinfo=UTC),
-                          clock.parse(until) if until else settled_until(engine))
+            period = span(
+                clock.parse(since) if since else datetime(1970, 1, 1, tzinfo=UTC),
+                clock.parse(until) if until else settled_until(engine),
+            )
         else:
             start = watermark(queue, fmt, verdict_key, engine=engine) or datetime(1970, 1, 1, tzinfo=UTC)
             period = span(start, max(settled_until(engine), start + timedelta(microseconds=1)), "incremental")
-        results.append(_export_one(out, queue, fmt, period, verdicts, verdict_key, actor, engine,
-                                   workers or get_settings().export_workers))
+        results.append(
+            _export_one(
+                out,
+                queue,
+                fmt,
+                period,
+                verdicts,
+                verdict_key,
+                actor,
+                engine,
+                workers or settings.export_workers,
+            )
+        )
     return results
 
 
-def _export_one(out: Path, queue: str, fmt: str, period: Period, verdicts, verdict_key, actor, engine,
-                workers: int) -> ExportResult:
+def _export_one(
+    out: Path, queue: str, fmt: str, period: Period, verdicts, verdict_key, actor, engine, workers: int
+) -> ExportResult:
     final_dir = out / queue / period.label
     partial_dir = out / ".partial"
     partial_dir.mkdir(parents=True, exist_ok=True)
@@ -575,11 +724,15 @@ def _export_one(out: Path, queue: str, fmt: str, period: Period, verdicts, verdi
     tmp = partial_dir / f"{queue}.{period.label}.{name}.{os.getpid()}"
     writer = _Writer(tmp, fmt)
     if fmt == "chat-jsonl":  # a fine-tuning record needs a reference output
-        verdicts = [v for v in verdicts or ("approve", "correct") if v != "reject"]
+        verdicts = [v for v in verdicts or (Verdict.APPROVE, Verdict.CORRECT) if v != Verdict.REJECT]
     try:
         if verdicts != []:
             in_memory = engine.url.database in (None, "", ":memory:")  # other processes cannot see it
-            slices = _slices(engine, queue, period) if workers > 1 and not in_memory else [(period.since, period.until)]
+            slices = (
+                _slices(engine, queue, period)
+                if workers > 1 and not in_memory
+                else [(period.since, period.until)]
+            )
             if len(slices) == 1:
                 for chunk in _rows(engine, queue, period, verdicts, json_as_text=_JSON_AS_TEXT[fmt]):
                     writer.write(chunk)
@@ -598,33 +751,55 @@ def _export_one(out: Path, queue: str, fmt: str, period: Period, verdicts, verdi
     manifest_path = final_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     entry = {
-        "file": name, "format": fmt, "rows": writer.rows, "counts_by_verdict": dict(sorted(writer.verdicts.items())),
-        "sha256": digest, "verdicts": verdict_key or "all", "created_at": clock.iso(clock.now()),
+        "file": name,
+        "format": fmt,
+        "rows": writer.rows,
+        "counts_by_verdict": dict(sorted(writer.verdicts.items())),
+        "sha256": digest,
+        "verdicts": verdict_key or "all",
+        "created_at": clock.iso(clock.now()),
     }
-    manifest.update({
-        "schema_version": SCHEMA_VERSION, "queue": queue, "reviewqueue_version": __version__,
-        "period": {"label": period.label, "since": clock.iso(period.since), "until": clock.iso(period.until),
-                   "mode": period.mode},
-        "columns": COLUMNS,
-    })
+    manifest.update(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "queue": queue,
+            "reviewqueue_version": __version__,
+            "period": {
+                "label": period.label,
+                "since": clock.iso(period.since),
+                "until": clock.iso(period.until),
+                "mode": period.mode,
+            },
+            "columns": COLUMNS,
+        }
+    )
     manifest.setdefault("files", {})[fmt] = entry
     manifest.update({k: entry[k] for k in ("format", "rows", "counts_by_verdict", "sha256", "created_at")})
     tmp_manifest = partial_dir / f"{queue}.{period.label}.manifest.{os.getpid()}"
     tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, target)
     os.replace(tmp_manifest, manifest_path)
-    with transaction(engine) as session:  # the watermark moves only after the files are in place
-        session.add(ExportRun(queue=queue, format=fmt, verdicts=verdict_key, mode=period.mode, since=period.since,
-                              until=period.until, rows=writer.rows, path=str(target), sha256=digest,
-                              created_by=actor))
+    with store.write(engine) as tx:  # the watermark moves only after the files are in place
+        tx.session.add(
+            ExportRun(
+                queue=queue,
+                format=fmt,
+                verdicts=verdict_key,
+                mode=period.mode,
+                since=period.since,
+                until=period.until,
+                rows=writer.rows,
+                path=str(target),
+                sha256=digest,
+                created_by=actor,
+            )
+        )
     return ExportResult(queue, fmt, period, target, manifest_path, writer.rows, dict(writer.verdicts), digest)
 
 
 def runs(*, limit: int = 100, engine=None) -> list[ExportRun]:
-    from .db import reading
-
-    with reading(engine) as session:
-        return list(session.scalars(select(ExportRun).order_by(ExportRun.id.desc()).limit(limit)))
+    with store.read(engine) as tx:
+        return list(tx.session.scalars(select(ExportRun).order_by(ExportRun.id.desc()).limit(limit)))
 
 
 def clean_partials(out_dir: str | Path) -> list[Path]:
@@ -642,5 +817,3 @@ def clean_partials(out_dir: str | Path) -> list[Path]:
         path.unlink(missing_ok=True)
         removed.append(path)
     return removed
-
-

@@ -4,13 +4,13 @@ Under load most of a small write's cost is the transaction around it: taking the
 database's write lock (SQLite has one), handing it between threads and processes,
 and committing. A :class:`GroupCommit` runs the write operations that arrive while
 the previous group is committing together, on one thread, in one transaction, each
-in its own savepoint (``db.group_transaction``): an operation that fails is undone
+in its own savepoint (``store.group``): an operation that fails is undone
 alone and its caller gets the error, the others commit. Callers wait for the commit,
 so a result is never returned for work that is not durable.
 
 Used by the HTTP API for single-item ingest, claims, releases and decisions; the
-operations are the ordinary domain functions (``review.claim_next`` ...), which write
-through ``db.writing``, and ``ingest.submit_each``, which stores every single-item
+operations are the ordinary domain functions (``review.claim_next`` ...), whose
+``store.write`` becomes a savepoint inside the group, and ``ingest.submit_each``, which stores every single-item
 post of a group with one insert. A lone request is not delayed: the thread
 starts a group as soon as anything is waiting and takes whatever else has arrived.
 """
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from .db import get_engine, group_transaction
+from . import store
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ _COMBINED = object()  # marks a run_combined operation in the queue
 
 class GroupCommit:
     def __init__(self, engine=None, *, max_group: int = MAX_GROUP, name: str = "group-commit"):
-        self.engine = engine or get_engine()
+        self.engine = engine or store.get_engine()
         self.max_group = max_group
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -107,7 +107,7 @@ class GroupCommit:
     def _commit(self, batch: list) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with group_transaction(self.engine):
+            with store.group(self.engine):
                 combined: dict[Callable, list[int]] = {}
                 for index, (fn, args, kwargs, _) in enumerate(batch):
                     if fn is _COMBINED:

@@ -10,11 +10,11 @@ from datetime import datetime
 
 from sqlalchemy import String, and_, cast, func, or_, select
 
-from . import clock
-from .db import get_engine, is_sqlite, pg_settled_before, reading
+from . import clock, store
 from .errors import ItemNotFound, ValidationFailed
 from .models import Item, Review
 from .schemas import ID_PATTERN, DecisionOut, ItemOut
+from .vocab import Verdict
 
 
 def to_out(item, review=None) -> ItemOut:
@@ -22,16 +22,34 @@ def to_out(item, review=None) -> ItemOut:
     decision = None
     if review is not None:
         decision = DecisionOut(
-            verdict=review.verdict, final_output=review.final_output, final_label=review.final_label,
-            reason=review.reason, comment=review.comment, reviewer=review.reviewer, decided_at=review.created_at,
+            verdict=review.verdict,
+            final_output=review.final_output,
+            final_label=review.final_label,
+            reason=review.reason,
+            comment=review.comment,
+            reviewer=review.reviewer,
+            decided_at=review.created_at,
         )
     meta = item.meta if isinstance(item, Item) else item.metadata
     return ItemOut(
-        id=item.id, queue=item.queue, external_id=item.external_id, input=item.input, output=item.output,
-        confidence=item.confidence, predicted_label=item.predicted_label, model=item.model,
-        model_version=item.model_version, context=item.context or [], metadata=meta or {},
-        priority=item.priority, status=item.status, route=item.route, lease_holder=item.lease_holder,
-        lease_expires_at=item.lease_expires_at, created_at=item.created_at, updated_at=item.updated_at,
+        id=item.id,
+        queue=item.queue,
+        external_id=item.external_id,
+        input=item.input,
+        output=item.output,
+        confidence=item.confidence,
+        predicted_label=item.predicted_label,
+        model=item.model,
+        model_version=item.model_version,
+        context=item.context or [],
+        metadata=meta or {},
+        priority=item.priority,
+        status=item.status,
+        route=item.route,
+        lease_holder=item.lease_holder,
+        lease_expires_at=item.lease_expires_at,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
         decision=decision,
     )
 
@@ -46,19 +64,21 @@ def _current_reviews(session, item_ids: list[str]) -> dict[str, Review]:
 
 
 def get(item_id: str, *, engine=None) -> ItemOut:
-    with reading(engine) as session:
-        item = session.get(Item, item_id)
+    with store.read(engine) as tx:
+        item = tx.session.get(Item, item_id)
         if item is None:
             raise ItemNotFound(item_id)
-        return to_out(item, _current_reviews(session, [item_id]).get(item_id))
+        return to_out(item, _current_reviews(tx.session, [item_id]).get(item_id))
 
 
 def get_by_external_id(queue: str, external_id: str, *, engine=None) -> ItemOut:
-    with reading(engine) as session:
-        item = session.scalars(select(Item).where(Item.queue == queue, Item.external_id == external_id)).first()
+    with store.read(engine) as tx:
+        item = tx.session.scalars(
+            select(Item).where(Item.queue == queue, Item.external_id == external_id)
+        ).first()
         if item is None:
             raise ItemNotFound(f"{queue}/{external_id}")
-        return to_out(item, _current_reviews(session, [item.id]).get(item.id))
+        return to_out(item, _current_reviews(tx.session, [item.id]).get(item.id))
 
 
 @dataclass
@@ -84,8 +104,7 @@ class ItemFilter:
         if self.statuses:
             c.append(Item.status.in_(self.statuses))
         if self.verdicts:
-            c.append(Item.status.in_([{"approve": "approved", "correct": "corrected", "reject": "rejected"}[v]
-                                      for v in self.verdicts]))
+            c.append(Item.status.in_([Verdict(v).status for v in self.verdicts]))
         if self.models:
             c.append(Item.model.in_(self.models))
         if self.model_versions:
@@ -102,10 +121,12 @@ class ItemFilter:
             c.append(Item.updated_at >= self.updated_since)
         if self.text:
             pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            c.append(or_(
-                cast(Item.input, String).ilike(pattern, escape="\\"),
-                cast(Item.output, String).ilike(pattern, escape="\\"),
-            ))
+            c.append(
+                or_(
+                    cast(Item.input, String).ilike(pattern, escape="\\"),
+                    cast(Item.output, String).ilike(pattern, escape="\\"),
+                )
+            )
         return c
 
 
@@ -122,10 +143,14 @@ def decode_cursor(cursor: str) -> list:
             raise ValueError
         return values
     except Exception:
-        raise ValidationFailed.of([{"loc": ["cursor"], "msg": "not a cursor this server issued", "type": "value_error"}]) from None
+        raise ValidationFailed.of(
+            [{"loc": ["cursor"], "msg": "not a cursor this server issued", "type": "value_error"}]
+        ) from None
 
 
-def poll(flt: ItemFilter, *, limit: int = 100, cursor: str | None = None, engine=None) -> tuple[list[ItemOut], str | None]:
+def poll(
+    flt: ItemFilter, *, limit: int = 100, cursor: str | None = None, engine=None
+) -> tuple[list[ItemOut], str | None]:
     """Items ordered by (updated_at, id), for apps that poll for changes: keyset
     pagination, so a page costs the same however deep it is.
 
@@ -135,10 +160,10 @@ def poll(flt: ItemFilter, *, limit: int = 100, cursor: str | None = None, engine
     transactions in any order: there a poll shows changes only once every transaction
     that could still stamp an earlier time has ended (about a second after commit).
     """
-    engine = engine or get_engine()
+    engine = engine or store.get_engine()
     stmt = select(Item).where(*flt.clauses()).order_by(Item.updated_at, Item.id).limit(limit + 1)
-    if not is_sqlite(engine):
-        stmt = stmt.where(Item.updated_at < pg_settled_before(engine, clock.now()))
+    if not store.is_sqlite(engine):
+        stmt = stmt.where(Item.updated_at < store.settled_before(engine, clock.now()))
     if cursor:
         values = decode_cursor(cursor)
         try:
@@ -146,13 +171,17 @@ def poll(flt: ItemFilter, *, limit: int = 100, cursor: str | None = None, engine
             if not re.fullmatch(ID_PATTERN, after_id):
                 raise ValueError(after_id)
         except Exception:
-            raise ValidationFailed.of([{"loc": ["cursor"], "msg": "malformed cursor", "type": "value_error"}]) from None
-        stmt = stmt.where(or_(Item.updated_at > after_at, and_(Item.updated_at == after_at, Item.id > after_id)))
-    with reading(engine) as session:
-        rows = list(session.scalars(stmt))
+            raise ValidationFailed.of(
+                [{"loc": ["cursor"], "msg": "malformed cursor", "type": "value_error"}]
+            ) from None
+        stmt = stmt.where(
+            or_(Item.updated_at > after_at, and_(Item.updated_at == after_at, Item.id > after_id))
+        )
+    with store.read(engine) as tx:
+        rows = list(tx.session.scalars(stmt))
         more = len(rows) > limit
         rows = rows[:limit]
-        reviews = _current_reviews(session, [r.id for r in rows])
+        reviews = _current_reviews(tx.session, [r.id for r in rows])
         out = [to_out(r, reviews.get(r.id)) for r in rows]
     next_cursor = encode_cursor(rows[-1].updated_at, rows[-1].id) if more else None
     return out, next_cursor
@@ -161,8 +190,8 @@ def poll(flt: ItemFilter, *, limit: int = 100, cursor: str | None = None, engine
 def page(flt: ItemFilter, *, limit: int = 50, offset: int = 0, engine=None) -> list[Item]:
     """One page for Browse, newest first (an index walk on the primary key)."""
     stmt = select(Item).where(*flt.clauses()).order_by(Item.id.desc()).offset(offset).limit(limit)
-    with reading(engine) as session:
-        return list(session.scalars(stmt))
+    with store.read(engine) as tx:
+        return list(tx.session.scalars(stmt))
 
 
 def count(flt: ItemFilter, *, engine=None, cap: int | None = None) -> int:
@@ -170,5 +199,5 @@ def count(flt: ItemFilter, *, engine=None, cap: int | None = None) -> int:
     inner = select(Item.id).where(*flt.clauses())
     if cap is not None:
         inner = inner.limit(cap)
-    with reading(engine) as session:
-        return session.scalar(select(func.count()).select_from(inner.subquery()))
+    with store.read(engine) as tx:
+        return tx.session.scalar(select(func.count()).select_from(inner.subquery()))

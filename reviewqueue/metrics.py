@@ -8,51 +8,70 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from . import clock
-from .db import reading
+from . import clock, store
 from .models import Item, Review
+from .vocab import WAITING
 
 
 def ingested_by_route(*, engine=None) -> dict[tuple[str, str], int]:
-    with reading(engine) as s:
-        return {(q, r): n for q, r, n in s.execute(
-            select(Item.queue, Item.route, func.count()).group_by(Item.queue, Item.route))}
+    with store.read(engine) as tx:
+        return {
+            (q, r): n
+            for q, r, n in tx.execute(
+                select(Item.queue, Item.route, func.count()).group_by(Item.queue, Item.route)
+            )
+        }
 
 
 def decisions_by_verdict(*, engine=None) -> dict[tuple[str, str], int]:
-    with reading(engine) as s:
-        return {(q, v): n for q, v, n in s.execute(
-            select(Review.queue, Review.verdict, func.count()).where(Review.undone_at.is_(None))
-            .group_by(Review.queue, Review.verdict))}
+    with store.read(engine) as tx:
+        return {
+            (q, v): n
+            for q, v, n in tx.execute(
+                select(Review.queue, Review.verdict, func.count())
+                .where(Review.undone_at.is_(None))
+                .group_by(Review.queue, Review.verdict)
+            )
+        }
 
 
 def backlog(*, engine=None) -> dict[str, dict]:
     """Per queue: waiting items (pending + in review) and the oldest one's age in seconds."""
     now = clock.now()
-    with reading(engine) as s:
-        rows = s.execute(
+    with store.read(engine) as tx:
+        rows = tx.execute(
             select(Item.queue, func.count(), func.min(Item.created_at))
-            .where(Item.status.in_(("pending", "in_review"))).group_by(Item.queue)
+            .where(Item.status.in_(sorted(WAITING)))
+            .group_by(Item.queue)
         ).all()
-    return {q: {"waiting": n, "oldest_age_seconds": (now - clock.parse(oldest)).total_seconds() if oldest else 0.0}
-            for q, n, oldest in rows}
+    return {
+        q: {
+            "waiting": n,
+            "oldest_age_seconds": (now - clock.parse(oldest)).total_seconds() if oldest else 0.0,
+        }
+        for q, n, oldest in rows
+    }
 
 
 def backlog_by_age(*, engine=None) -> list[dict]:
     """Waiting items per queue in age buckets, for the dashboard."""
     now = clock.now()
-    buckets = [("< 1 h", timedelta(hours=1)), ("1-24 h", timedelta(days=1)), ("1-7 d", timedelta(days=7)),
-               ("> 7 d", None)]
+    buckets = [
+        ("< 1 h", timedelta(hours=1)),
+        ("1-24 h", timedelta(days=1)),
+        ("1-7 d", timedelta(days=7)),
+        ("> 7 d", None),
+    ]
     out = []
-    with reading(engine) as s:
+    with store.read(engine) as tx:
         lower = None
         for label, upper in buckets:
-            stmt = select(Item.queue, func.count()).where(Item.status.in_(("pending", "in_review")))
+            stmt = select(Item.queue, func.count()).where(Item.status.in_(sorted(WAITING)))
             if upper is not None:
                 stmt = stmt.where(Item.created_at > now - upper)
             if lower is not None:
                 stmt = stmt.where(Item.created_at <= now - lower)
-            for q, n in s.execute(stmt.group_by(Item.queue)):
+            for q, n in tx.execute(stmt.group_by(Item.queue)):
                 out.append({"queue": q, "age": label, "items": n})
             lower = upper
     return out
@@ -61,10 +80,12 @@ def backlog_by_age(*, engine=None) -> list[dict]:
 def decisions_per_day(*, days: int = 30, engine=None) -> list[dict]:
     since = clock.now() - timedelta(days=days)
     day = func.date(Review.created_at)
-    with reading(engine) as s:
-        rows = s.execute(
-            select(day, Review.verdict, func.count()).where(Review.created_at >= since, Review.undone_at.is_(None))
-            .group_by(day, Review.verdict).order_by(day)
+    with store.read(engine) as tx:
+        rows = tx.execute(
+            select(day, Review.verdict, func.count())
+            .where(Review.created_at >= since, Review.undone_at.is_(None))
+            .group_by(day, Review.verdict)
+            .order_by(day)
         ).all()
     return [{"day": str(d), "verdict": v, "decisions": n} for d, v, n in rows]
 
@@ -72,11 +93,12 @@ def decisions_per_day(*, days: int = 30, engine=None) -> list[dict]:
 def median_time_to_decision(*, days: int = 30, engine=None) -> dict[str, float]:
     """Per queue, median seconds from ingest to decision over the last ``days``."""
     since = clock.now() - timedelta(days=days)
-    with reading(engine) as s:
-        rows = s.execute(
+    with store.read(engine) as tx:
+        rows = tx.execute(
             select(Item.queue, Item.created_at, Item.decided_at)
             .where(Item.decided_at.is_not(None), Item.decided_at >= since)
-            .order_by(Item.decided_at.desc()).limit(20_000)
+            .order_by(Item.decided_at.desc())
+            .limit(20_000)
         ).all()
     per: dict[str, list[float]] = {}
     for q, created, decided in rows:

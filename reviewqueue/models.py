@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from . import clock
+from .vocab import DeliveryStatus, Role
 
 #: JSON on SQLite, JSONB on PostgreSQL.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -29,13 +30,6 @@ def _json(nullable: bool = True, name: str | None = None) -> Any:
         return Column(name, JSONType, nullable=nullable)
     return Column(JSONType, nullable=nullable)
 
-
-ITEM_STATUSES = ("pending", "in_review", "approved", "corrected", "rejected", "auto_accepted")
-DECIDED_STATUSES = ("approved", "corrected", "rejected")
-ROUTES = ("below_threshold", "label_threshold", "audit_sample", "auto_accepted")
-VERDICTS = ("approve", "correct", "reject")
-ROLES = ("reviewer", "admin")
-VERDICT_STATUS = {"approve": "approved", "correct": "corrected", "reject": "rejected"}
 
 DEFAULT_REJECT_REASONS = ["incorrect", "unsupported_by_sources", "harmful", "off_topic", "other"]
 
@@ -148,14 +142,11 @@ class User(SQLModel, table=True):
     __tablename__ = "users"
 
     name: str = Field(primary_key=True, max_length=128)
-    role: str = Field(default="reviewer", max_length=16)
+    role: str = Field(default=Role.REVIEWER, max_length=16)
     email: str | None = Field(default=None, max_length=256, unique=True)
     password_hash: str | None = Field(default=None, max_length=256)
     active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=clock.now)
-
-
-TOKEN_SCOPES = ("ingest", "read", "review", "admin")
 
 
 class ApiToken(SQLModel, table=True):
@@ -202,8 +193,8 @@ class WebhookDelivery(SQLModel, table=True):
     kind: str = Field(max_length=64)
     #: The exact body sent, so the signature and every retry cover the same bytes.
     body: str
-    #: pending (waiting or being retried), delivered, failed (gave up)
-    status: str = Field(default="pending", max_length=16)
+    #: a DeliveryStatus
+    status: str = Field(default=DeliveryStatus.PENDING, max_length=16)
     attempts: int = Field(default=0)
     next_attempt_at: datetime = Field(default_factory=clock.now)
     last_error: str | None = Field(default=None, max_length=1000)

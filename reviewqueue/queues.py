@@ -8,11 +8,11 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from . import clock, events
-from .db import reading, transaction
+from . import clock, events, store
 from .errors import AlreadyExists, QueueNotFound, ValidationFailed
 from .models import Item, Queue
 from .schemas import QUEUE_NAME_PATTERN, QueueOut, QueueSettings
+from .vocab import WAITING, EventKind
 
 SETTINGS_FIELDS = tuple(QueueSettings.model_fields)
 
@@ -44,27 +44,35 @@ def _check_consistent(queue: Queue) -> None:
     if unknown:
         raise ValidationFailed(
             f"label_thresholds names labels the queue does not have: {', '.join(unknown)}",
-            [{"loc": ["label_thresholds"], "msg": "unknown labels: " + ", ".join(unknown), "type": "value_error"}],
+            [
+                {
+                    "loc": ["label_thresholds"],
+                    "msg": "unknown labels: " + ", ".join(unknown),
+                    "type": "value_error",
+                }
+            ],
         )
 
 
-def create(name: str, settings: QueueSettings | dict | None = None, *, actor: str = "system", engine=None) -> Queue:
+def create(
+    name: str, settings: QueueSettings | dict | None = None, *, actor: str = "system", engine=None
+) -> Queue:
     _check_name(name)
     values = _settings(settings).model_dump(exclude_none=True)
-    with transaction(engine) as session:
-        if session.get(Queue, name) is not None:
-            raise AlreadyExists(f"queue {name!r} already exists; use update to change its settings")
+    with store.write(engine) as tx:
+        if tx.session.get(Queue, name) is not None:
+            raise AlreadyExists(f"queue {name!r} already exists")
         queue = Queue(name=name, **values)
         _check_consistent(queue)
-        session.add(queue)
-        events.record(session, "queue.created", actor, queue=name, after=_snapshot(queue))
+        tx.session.add(queue)
+        events.record(tx, EventKind.QUEUE_CREATED, actor, queue=name, after=_snapshot(queue))
     return queue
 
 
 def update(name: str, settings: QueueSettings | dict, *, actor: str = "system", engine=None) -> Queue:
     values = _settings(settings).model_dump(exclude_none=True)
-    with transaction(engine) as session:
-        queue = session.get(Queue, name)
+    with store.write(engine) as tx:
+        queue = tx.session.get(Queue, name)
         if queue is None:
             raise QueueNotFound(name)
         before = _snapshot(queue)
@@ -75,14 +83,19 @@ def update(name: str, settings: QueueSettings | dict, *, actor: str = "system", 
         after = _snapshot(queue)
         if after != before:
             events.record(
-                session, "queue.updated", actor, queue=name,
+                tx,
+                EventKind.QUEUE_UPDATED,
+                actor,
+                queue=name,
                 before={k: v for k, v in before.items() if after[k] != v},
                 after={k: v for k, v in after.items() if before[k] != v},
             )
     return queue
 
 
-def upsert(name: str, settings: QueueSettings | dict, *, actor: str = "system", engine=None) -> tuple[Queue, bool]:
+def upsert(
+    name: str, settings: QueueSettings | dict, *, actor: str = "system", engine=None
+) -> tuple[Queue, bool]:
     """Create or update; returns ``(queue, created)``."""
     try:
         return create(name, settings, actor=actor, engine=engine), True
@@ -91,16 +104,16 @@ def upsert(name: str, settings: QueueSettings | dict, *, actor: str = "system", 
 
 
 def get(name: str, *, engine=None) -> Queue:
-    with reading(engine) as session:
-        queue = session.get(Queue, name)
+    with store.read(engine) as tx:
+        queue = tx.session.get(Queue, name)
     if queue is None:
         raise QueueNotFound(name)
     return queue
 
 
 def names(*, engine=None) -> list[str]:
-    with reading(engine) as session:
-        return list(session.scalars(select(Queue.name).order_by(Queue.name)))
+    with store.read(engine) as tx:
+        return list(tx.session.scalars(select(Queue.name).order_by(Queue.name)))
 
 
 def counts(*, engine=None, only: list[str] | None = None) -> dict[str, dict[str, int]]:
@@ -109,8 +122,8 @@ def counts(*, engine=None, only: list[str] | None = None) -> dict[str, dict[str,
     if only is not None:
         stmt = stmt.where(Item.queue.in_(only))
     result: dict[str, dict[str, int]] = {}
-    with reading(engine) as session:
-        for queue, status, n in session.execute(stmt):
+    with store.read(engine) as tx:
+        for queue, status, n in tx.execute(stmt):
             result.setdefault(queue, {})[status] = n
     return result
 
@@ -118,26 +131,29 @@ def counts(*, engine=None, only: list[str] | None = None) -> dict[str, dict[str,
 def oldest_pending(*, engine=None) -> dict[str, Any]:
     stmt = (
         select(Item.queue, func.min(Item.created_at))
-        .where(Item.status.in_(("pending", "in_review")))
+        .where(Item.status.in_(sorted(WAITING)))
         .group_by(Item.queue)
     )
-    with reading(engine) as session:
-        return {q: clock.parse(t) if t else None for q, t in session.execute(stmt)}
+    with store.read(engine) as tx:
+        return {q: clock.parse(t) if t else None for q, t in tx.execute(stmt)}
 
 
 def overview(*, engine=None, only: list[str] | None = None) -> list[QueueOut]:
     """Every queue with its settings, counts by status and oldest waiting item."""
-    with reading(engine) as session:
+    with store.read(engine) as tx:
         stmt = select(Queue).order_by(Queue.name)
         if only is not None:
             stmt = stmt.where(Queue.name.in_(only))
-        queues = list(session.scalars(stmt))
+        queues = list(tx.session.scalars(stmt))
     all_counts = counts(engine=engine, only=only)
     oldest = oldest_pending(engine=engine)
     return [
         QueueOut(
-            name=q.name, description=q.description, **{f: getattr(q, f) for f in SETTINGS_FIELDS if f != "description"},
-            counts=all_counts.get(q.name, {}), oldest_pending_at=oldest.get(q.name),
+            name=q.name,
+            description=q.description,
+            **{f: getattr(q, f) for f in SETTINGS_FIELDS if f != "description"},
+            counts=all_counts.get(q.name, {}),
+            oldest_pending_at=oldest.get(q.name),
         )
         for q in queues
     ]

@@ -14,11 +14,12 @@ import hashlib
 import json
 from typing import Any
 
-PENDING = "pending"
-AUTO_ACCEPTED = "auto_accepted"
+from .vocab import Route, Status
 
 
-def threshold_for(threshold: float, label_thresholds: dict[str, float], label: str | None) -> tuple[float, bool]:
+def threshold_for(
+    threshold: float, label_thresholds: dict[str, float], label: str | None
+) -> tuple[float, bool]:
     """The threshold that applies and whether it is a per-label one."""
     if label is not None and label in label_thresholds:
         return float(label_thresholds[label]), True
@@ -46,14 +47,14 @@ def route(
     confidence: float,
     predicted_label: str | None,
     key: str,
-) -> tuple[str, str]:
+) -> tuple[Status, Route]:
     """Return ``(status, route)`` for a new item."""
     limit, per_label = threshold_for(threshold, label_thresholds, predicted_label)
     if confidence < limit:
-        return PENDING, ("label_threshold" if per_label else "below_threshold")
+        return Status.PENDING, (Route.LABEL_THRESHOLD if per_label else Route.BELOW_THRESHOLD)
     if audit_rate > 0 and audit_draw(queue, key) < audit_rate:
-        return PENDING, "audit_sample"
-    return AUTO_ACCEPTED, "auto_accepted"
+        return Status.PENDING, Route.AUDIT_SAMPLE
+    return Status.AUTO_ACCEPTED, Route.AUTO_ACCEPTED
 
 
 def claim_order(priority: int, confidence: float, item_id: str) -> str:

@@ -15,7 +15,9 @@ def words(value: Any) -> list[str]:
     """The words of an output: text split on whitespace; JSON values by their text."""
     if value is None:
         return []
-    return (value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)).split()
+    return (
+        value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    ).split()
 
 
 def edit_distance(a: Any, b: Any) -> int:

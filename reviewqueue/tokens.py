@@ -15,17 +15,24 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
 
-from . import clock, events
-from .db import read_conn, reading, transaction
-from .errors import AlreadyExists, AuthenticationFailed, NotFound, PermissionDenied, ValidationFailed
-from .models import TOKEN_SCOPES, ApiToken, Queue, User
+from . import clock, events, store
+from .errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    NotFound,
+    PermissionDenied,
+    QueueNotFound,
+    ValidationFailed,
+)
+from .models import ApiToken, Queue, User
+from .vocab import EventKind, Scope
 
 #: Which scopes may do what. ``admin`` may do everything.
 ABILITIES = {
-    "ingest": {"ingest", "read"},
-    "read": {"read"},
-    "review": {"review", "read"},
-    "admin": {"ingest", "read", "review", "admin"},
+    Scope.INGEST: {Scope.INGEST, Scope.READ},
+    Scope.READ: {Scope.READ},
+    Scope.REVIEW: {Scope.REVIEW, Scope.READ},
+    Scope.ADMIN: set(Scope),
 }
 
 
@@ -55,70 +62,101 @@ class Principal:
 
     def require_queue(self, queue: str) -> None:
         if self.queues and queue not in self.queues:
-            raise PermissionDenied(f"token {self.token!r} may not use queue {queue!r} (allowed: {', '.join(self.queues)})")
+            raise PermissionDenied(
+                f"token {self.token!r} may not use queue {queue!r} (allowed: {', '.join(self.queues)})"
+            )
 
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create(name: str, scope: str, *, queues: list[str] | None = None, user: str | None = None,
-           actor: str = "system", engine=None) -> tuple[ApiToken, str]:
+def create(
+    name: str,
+    scope: str,
+    *,
+    queues: list[str] | None = None,
+    user: str | None = None,
+    actor: str = "system",
+    engine=None,
+) -> tuple[ApiToken, str]:
     """Create a token; returns ``(record, plaintext)``. The plaintext is not stored."""
     errors = []
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}", name or ""):
-        errors.append({"loc": ["name"], "msg": "1-128 letters, digits, '_', '.', ':' or '-'", "type": "value_error"})
-    if scope not in TOKEN_SCOPES:
-        errors.append({"loc": ["scope"], "msg": f"must be one of {', '.join(TOKEN_SCOPES)}", "type": "value_error"})
-    if scope == "review" and not user:
-        errors.append({"loc": ["user"], "msg": "a review token acts as a user: give --user", "type": "value_error"})
+        errors.append(
+            {"loc": ["name"], "msg": "1-128 letters, digits, '_', '.', ':' or '-'", "type": "value_error"}
+        )
+    if scope not in set(Scope):
+        errors.append({"loc": ["scope"], "msg": f"must be one of {', '.join(Scope)}", "type": "value_error"})
+    if scope == Scope.REVIEW and not user:
+        errors.append(
+            {"loc": ["user"], "msg": "a review token acts as a user: name the user", "type": "value_error"}
+        )
     if errors:
         raise ValidationFailed.of(errors)
     plaintext = "rq_" + secrets.token_urlsafe(32)
-    with transaction(engine) as session:
+    with store.write(engine) as tx:
+        session = tx.session
         if session.scalars(select(ApiToken).where(ApiToken.name == name)).first():
             raise AlreadyExists(f"a token named {name!r} exists; revoke it or pick another name")
         for q in queues or []:
             if session.get(Queue, q) is None:
-                raise NotFound(f"queue {q!r} does not exist")
+                raise QueueNotFound(q)
         if user and session.get(User, user) is None:
-            raise NotFound(f"user {user!r} does not exist (reviewqueue user add {user})")
-        record = ApiToken(name=name, scope=scope, queues=list(queues or []), user=user,
-                          token_hash=_hash(plaintext), prefix=plaintext[:10])
+            raise NotFound(f"user {user!r} does not exist")
+        record = ApiToken(
+            name=name,
+            scope=scope,
+            queues=list(queues or []),
+            user=user,
+            token_hash=_hash(plaintext),
+            prefix=plaintext[:10],
+        )
         session.add(record)
-        events.record(session, "token.created", actor, after={"name": name, "scope": scope, "queues": queues or [],
-                                                               "user": user})
+        events.record(
+            tx,
+            EventKind.TOKEN_CREATED,
+            actor,
+            after={"name": name, "scope": scope, "queues": queues or [], "user": user},
+        )
     return record, plaintext
 
 
-def rotate(name: str, scope: str, *, queues: list[str] | None = None, user: str | None = None,
-           actor: str = "system", engine=None) -> tuple[ApiToken, str]:
+def rotate(
+    name: str,
+    scope: str,
+    *,
+    queues: list[str] | None = None,
+    user: str | None = None,
+    actor: str = "system",
+    engine=None,
+) -> tuple[ApiToken, str]:
     """Revoke the token called ``name`` (kept, renamed ``name@revoked-<time>``) and
     create a new one with that name."""
-    with transaction(engine) as session:
-        old = session.scalars(select(ApiToken).where(ApiToken.name == name)).first()
+    with store.write(engine) as tx:
+        old = tx.session.scalars(select(ApiToken).where(ApiToken.name == name)).first()
         if old is not None:
             now = clock.now()
             old.revoked_at = old.revoked_at or now
             old.name = f"{name}@revoked-{now.strftime('%Y%m%dT%H%M%S%f')}"
-            events.record(session, "token.revoked", actor, after={"name": name, "renamed": old.name})
+            events.record(tx, EventKind.TOKEN_REVOKED, actor, after={"name": name, "renamed": old.name})
     forget_recent()
     return create(name, scope, queues=queues, user=user, actor=actor, engine=engine)
 
 
 def all_tokens(*, engine=None) -> list[ApiToken]:
-    with reading(engine) as session:
-        return list(session.scalars(select(ApiToken).order_by(ApiToken.name)))
+    with store.read(engine) as tx:
+        return list(tx.session.scalars(select(ApiToken).order_by(ApiToken.name)))
 
 
 def revoke(name: str, *, actor: str = "system", engine=None) -> ApiToken:
-    with transaction(engine) as session:
-        record = session.scalars(select(ApiToken).where(ApiToken.name == name)).first()
+    with store.write(engine) as tx:
+        record = tx.session.scalars(select(ApiToken).where(ApiToken.name == name)).first()
         if record is None:
             raise NotFound(f"no token named {name!r}")
         if record.revoked_at is None:
             record.revoked_at = clock.now()
-            events.record(session, "token.revoked", actor, after={"name": name})
+            events.record(tx, EventKind.TOKEN_REVOKED, actor, after={"name": name})
     forget_recent()
     return record
 
@@ -133,8 +171,8 @@ def authenticate(token: str | None, *, engine=None) -> Principal:
     if not token:
         raise AuthenticationFailed("missing token: send 'Authorization: Bearer <token>'")
     digest = _hash(token)
-    with read_conn(engine) as conn:
-        row = conn.execute(_BY_HASH, {"h": digest}).first()
+    with store.read(engine) as tx:
+        row = tx.execute(_BY_HASH, {"h": digest}).first()
     if row is None:
         raise AuthenticationFailed("unknown token")
     if row.revoked_at is not None:
@@ -179,5 +217,5 @@ def touch(name: str, *, engine=None) -> None:
     if now - _touched.get(name, -TOUCH_EVERY) < TOUCH_EVERY:
         return
     _touched[name] = now
-    with transaction(engine) as session:
-        session.execute(update(ApiToken).where(ApiToken.name == name).values(last_used_at=clock.now()))
+    with store.write(engine) as tx:
+        tx.execute(update(ApiToken).where(ApiToken.name == name).values(last_used_at=clock.now()))

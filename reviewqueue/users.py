@@ -10,11 +10,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 
-from . import events
-from .db import reading, transaction
+from . import events, store
 from .errors import AlreadyExists, AuthenticationFailed, NotFound, RateLimited, ValidationFailed
-from .models import ROLES, User
-from .settings import get_settings
+from .models import User
+from .vocab import EventKind, Role
 
 _hasher = PasswordHasher()
 _failures: dict[str, deque] = defaultdict(deque)
@@ -27,31 +26,50 @@ _DUMMY_HASH = _hasher.hash("reviewqueue-dummy-password")
 def _check(name: str, role: str, password: str | None) -> None:
     errors = []
     if not name or len(name) > 128 or not name.strip() == name:
-        errors.append({"loc": ["name"], "msg": "1-128 characters, no leading or trailing spaces", "type": "value_error"})
-    if role not in ROLES:
-        errors.append({"loc": ["role"], "msg": f"must be one of {', '.join(ROLES)}", "type": "value_error"})
+        errors.append(
+            {"loc": ["name"], "msg": "1-128 characters, no leading or trailing spaces", "type": "value_error"}
+        )
+    if role not in set(Role):
+        errors.append({"loc": ["role"], "msg": f"must be one of {', '.join(Role)}", "type": "value_error"})
     if password is not None and len(password) < 8:
         errors.append({"loc": ["password"], "msg": "at least 8 characters", "type": "value_error"})
     if errors:
         raise ValidationFailed.of(errors)
 
 
-def add(name: str, *, role: str = "reviewer", password: str | None = None, email: str | None = None,
-        actor: str = "system", engine=None) -> User:
+def add(
+    name: str,
+    *,
+    role: str = Role.REVIEWER,
+    password: str | None = None,
+    email: str | None = None,
+    actor: str = "system",
+    engine=None,
+) -> User:
     _check(name, role, password)
-    with transaction(engine) as session:
-        if session.get(User, name) is not None:
+    with store.write(engine) as tx:
+        if tx.session.get(User, name) is not None:
             raise AlreadyExists(f"user {name!r} already exists")
-        user = User(name=name, role=role, email=email, password_hash=_hasher.hash(password) if password else None)
-        session.add(user)
-        events.record(session, "user.created", actor, after={"name": name, "role": role, "email": email})
+        user = User(
+            name=name, role=role, email=email, password_hash=_hasher.hash(password) if password else None
+        )
+        tx.session.add(user)
+        events.record(tx, EventKind.USER_CREATED, actor, after={"name": name, "role": role, "email": email})
     return user
 
 
-def update(name: str, *, role: str | None = None, password: str | None = None, active: bool | None = None,
-           email: str | None = None, actor: str = "system", engine=None) -> User:
-    with transaction(engine) as session:
-        user = session.get(User, name)
+def update(
+    name: str,
+    *,
+    role: str | None = None,
+    password: str | None = None,
+    active: bool | None = None,
+    email: str | None = None,
+    actor: str = "system",
+    engine=None,
+) -> User:
+    with store.write(engine) as tx:
+        user = tx.session.get(User, name)
         if user is None:
             raise NotFound(f"user {name!r} does not exist")
         _check(name, role or user.role, password)
@@ -66,28 +84,29 @@ def update(name: str, *, role: str | None = None, password: str | None = None, a
             user.password_hash = _hasher.hash(password)
             changes["password"] = "changed"
         if changes:
-            events.record(session, "user.updated", actor, after={"name": name, **changes})
+            events.record(tx, EventKind.USER_UPDATED, actor, after={"name": name, **changes})
     return user
 
 
 def get(name: str, *, engine=None) -> User | None:
-    with reading(engine) as session:
-        return session.get(User, name)
+    with store.read(engine) as tx:
+        return tx.session.get(User, name)
 
 
 def by_email(email: str, *, engine=None) -> User | None:
-    with reading(engine) as session:
-        return session.scalars(select(User).where(User.email == email, User.active.is_(True))).first()
+    with store.read(engine) as tx:
+        return tx.session.scalars(select(User).where(User.email == email, User.active.is_(True))).first()
 
 
 def all_users(*, engine=None) -> list[User]:
-    with reading(engine) as session:
-        return list(session.scalars(select(User).order_by(User.name)))
+    with store.read(engine) as tx:
+        return list(tx.session.scalars(select(User).order_by(User.name)))
 
 
 def authenticate(name: str, password: str, *, engine=None) -> User:
     """Return the active user, or raise ``AuthenticationFailed`` / ``RateLimited``."""
-    settings = get_settings()
+    engine = engine or store.get_engine()
+    settings = store.settings_of(engine)
     key = (name or "").strip().lower()
     with _failures_lock:
         recent = _failures[key]
@@ -99,7 +118,9 @@ def authenticate(name: str, password: str, *, engine=None) -> User:
             raise RateLimited(f"too many failed sign-ins for this user name; try again in {wait} seconds")
     user = get(name, engine=engine) if name else None
     try:
-        ok = _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH, password or "")
+        ok = _hasher.verify(
+            user.password_hash if user and user.password_hash else _DUMMY_HASH, password or ""
+        )
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok or user is None or not user.active or not user.password_hash:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import text
 
-from reviewqueue import db, queues, tokens, users
+from reviewqueue import queues, store, tokens, users
 from reviewqueue.settings import get_settings
 
 PG_URL = os.environ.get("REVIEWQUEUE_TEST_POSTGRES_URL")
@@ -20,8 +20,8 @@ BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory):
     path = tmp_path_factory.mktemp("template") / "template.db"
-    engine = db.make_engine(f"sqlite:///{path}", pool=False)
-    db.upgrade(engine)
+    engine = store.make_engine(f"sqlite:///{path}", pool=False)
+    store.upgrade(engine)
     engine.dispose()  # the last connection to close checkpoints the WAL into the file
     return path
 
@@ -35,7 +35,7 @@ def _worker_database(url: str) -> str:
         return url
     base = make_url(url)
     name = f"{base.database}_{worker}"
-    admin = db.make_engine(url, pool=False).execution_options(isolation_level="AUTOCOMMIT")
+    admin = store.make_engine(url, pool=False).execution_options(isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -47,22 +47,27 @@ def _worker_database(url: str) -> str:
 def pg_migrated():
     if not PG_URL:
         return None
-    url = _worker_database(db.normalise_url(PG_URL))
-    engine = db.make_engine(url, pool=False)
+    url = _worker_database(store.normalise_url(PG_URL))
+    engine = store.make_engine(url, pool=False)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
-    db.upgrade(engine)
+    store.upgrade(engine)
     engine.dispose()
     return url
 
 
 def _truncate_pg(url: str) -> None:
-    engine = db.get_engine(url)
+    engine = store.get_engine(url)
     with engine.begin() as conn:
-        tables = [r[0] for r in conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        ))]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                )
+            )
+        ]
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
 
 
@@ -82,13 +87,13 @@ def db_url(request, tmp_path, monkeypatch):
     tokens._touched.clear()
     tokens.forget_recent()
     yield url
-    db.dispose_engines()
+    store.dispose_engines()
     get_settings.cache_clear()
 
 
 @pytest.fixture
 def engine(db_url):
-    return db.get_engine(db_url)
+    return store.get_engine(db_url)
 
 
 @pytest.fixture
@@ -101,15 +106,25 @@ def queue(engine):
 def label_queue(engine):
     return queues.create(
         "tickets",
-        {"threshold": 0.7, "audit_rate": 0.0, "labels": ["billing", "bug", "other"],
-         "label_thresholds": {"billing": 0.9}, "reject_reasons": ["ambiguous", "spam"]},
+        {
+            "threshold": 0.7,
+            "audit_rate": 0.0,
+            "labels": ["billing", "bug", "other"],
+            "label_thresholds": {"billing": 0.9},
+            "reject_reasons": ["ambiguous", "spam"],
+        },
         engine=engine,
     )
 
 
 def item(i: int = 0, **over):
-    base = {"queue": "support", "input": f"question {i}", "output": f"answer {i}", "confidence": 0.5,
-            "external_id": f"ext-{i}"}
+    base = {
+        "queue": "support",
+        "input": f"question {i}",
+        "output": f"answer {i}",
+        "confidence": 0.5,
+        "external_id": f"ext-{i}",
+    }
     base.update(over)
     return base
 
@@ -170,8 +185,13 @@ def make_token(engine):
             user = "rita"
         if user and users.get(user, engine=engine) is None:
             users.add(user, role="reviewer", password="password-123", engine=engine)
-        _, plaintext = tokens.create(name or f"{scope}-{len(tokens.all_tokens(engine=engine))}", scope,
-                                     queues=queues, user=user, engine=engine)
+        _, plaintext = tokens.create(
+            name or f"{scope}-{len(tokens.all_tokens(engine=engine))}",
+            scope,
+            queues=queues,
+            user=user,
+            engine=engine,
+        )
         return {"Authorization": f"Bearer {plaintext}"}
 
     return make
@@ -188,8 +208,11 @@ def live_server(db_url, engine):
     from reviewqueue.api.app import create_app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db_url, webhook_worker=False), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(db_url, webhook_worker=False), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -202,14 +225,26 @@ def live_server(db_url, engine):
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium through playwright: one per test process (playwright allows one
-    sync_playwright() per process)."""
+    """Debian's Chromium through playwright, for one test module at a time.
+
+    Playwright's sync API keeps an asyncio event loop running in the main thread while
+    it is started, which breaks any other test of the process that calls
+    ``asyncio.run``; so it lives only as long as the module that uses it (pytest keeps a
+    module's tests together in any order, shuffled or not)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -233,10 +268,23 @@ def streamlit_app(database_url: str, *, port: int | None = None, cwd=None):
     root = Path(__file__).parent.parent
     port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(root / "review_app.py"), "--server.headless=true",
-         "--server.address=127.0.0.1", f"--server.port={port}", "--browser.gatherUsageStats=false"],
-        cwd=cwd or root, env={**os.environ, "REVIEWQUEUE_DATABASE_URL": database_url}, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(root / "review_app.py"),
+            "--server.headless=true",
+            "--server.address=127.0.0.1",
+            f"--server.port={port}",
+            "--browser.gatherUsageStats=false",
+        ],
+        cwd=cwd or root,
+        env={**os.environ, "REVIEWQUEUE_DATABASE_URL": database_url},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -11,23 +11,30 @@ from .conftest import item
 
 @pytest.fixture
 def setup(api, engine, make_token, queue, label_queue):
-    return {"ingest": make_token("ingest"), "review": make_token("review"), "read": make_token("read"),
-            "admin": make_token("admin", user=None)}
+    return {
+        "ingest": make_token("ingest"),
+        "review": make_token("review"),
+        "read": make_token("read"),
+        "admin": make_token("admin", user=None),
+    }
 
 
 def post_json(api, path, body, headers):
-    return api.post(path, content=body if isinstance(body, (bytes, str)) else json.dumps(body),
-                    headers={**headers, "Content-Type": "application/json"})
+    return api.post(
+        path,
+        content=body if isinstance(body, (bytes, str)) else json.dumps(body),
+        headers={**headers, "Content-Type": "application/json"},
+    )
 
 
 def test_healthz(api, monkeypatch):
     assert api.get("/healthz").json() == {"status": "ok"}
-    from reviewqueue import db
+    from reviewqueue import store
 
     def down(_engine=None):
         raise ConnectionError("database is down")
 
-    monkeypatch.setattr(db, "ping", down)
+    monkeypatch.setattr(store, "ping", down)
     r = api.get("/healthz")
     assert r.status_code == 503 and r.json()["status"] == "unavailable"
 
@@ -42,20 +49,23 @@ def test_post_item_then_duplicate(api, setup):
     assert again.json() == {**body, "duplicate": True}
 
 
-@pytest.mark.parametrize("raw, loc", [
-    ('{"queue": "support", "input": "q", "output": "a", "confidence": NaN}', ["confidence"]),
-    ('{"queue": "support", "input": "q", "output": "a", "confidence": Infinity}', ["confidence"]),
-    ('{"queue": "support", "input": "q", "output": "a", "confidence": -0.1}', ["confidence"]),
-    ('{"queue": "support", "input": "q", "output": "a", "confidence": 1.5}', ["confidence"]),
-    ('{"queue": "support", "input": "q", "output": "a", "confidence": "high"}', ["confidence"]),
-    ('{"queue": "support", "input": "q", "confidence": 0.5}', ["output"]),
-    ('{"queue": "support", "input": "q", "output": 5, "confidence": 0.5}', ["output"]),
-    ('{"queue": "Not A Slug", "input": "q", "output": "a", "confidence": 0.5}', ["queue"]),
-    ('{"queue": "support", "input": "q", "output": "a", "confidence": 0.5', None),
-    ("not json at all", None),
-    ("[1, 2, 3]", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "raw, loc",
+    [
+        ('{"queue": "support", "input": "q", "output": "a", "confidence": NaN}', ["confidence"]),
+        ('{"queue": "support", "input": "q", "output": "a", "confidence": Infinity}', ["confidence"]),
+        ('{"queue": "support", "input": "q", "output": "a", "confidence": -0.1}', ["confidence"]),
+        ('{"queue": "support", "input": "q", "output": "a", "confidence": 1.5}', ["confidence"]),
+        ('{"queue": "support", "input": "q", "output": "a", "confidence": "high"}', ["confidence"]),
+        ('{"queue": "support", "input": "q", "confidence": 0.5}', ["output"]),
+        ('{"queue": "support", "input": "q", "output": 5, "confidence": 0.5}', ["output"]),
+        ('{"queue": "Not A Slug", "input": "q", "output": "a", "confidence": 0.5}', ["queue"]),
+        ('{"queue": "support", "input": "q", "output": "a", "confidence": 0.5', None),
+        ("not json at all", None),
+        ("[1, 2, 3]", None),
+        ("", None),
+    ],
+)
 def test_bad_items_are_422_with_a_clear_detail(api, setup, raw, loc, fake_clock):
     r = post_json(api, "/v1/items", raw, setup["ingest"])
     assert r.status_code == 422, r.text
@@ -95,7 +105,9 @@ def test_batch_limits(api, setup):
     r = api.post("/v1/items/batch", json={"items": [item(i) for i in range(1001)]}, headers=setup["ingest"])
     assert r.status_code == 422 and "1000" in r.json()["detail"][0]["msg"]
     assert api.post("/v1/items/batch", json={"items": []}, headers=setup["ingest"]).status_code == 422
-    r = api.post("/v1/items/batch", json={"items": [item(1), item(2, queue="ghost")]}, headers=setup["ingest"])
+    r = api.post(
+        "/v1/items/batch", json={"items": [item(1), item(2, queue="ghost")]}, headers=setup["ingest"]
+    )
     assert r.status_code == 404
 
 
@@ -104,9 +116,14 @@ def test_get_item_with_decision(api, setup):
     got = api.get(f"/v1/items/{item_id}", headers=setup["ingest"]).json()
     assert got["status"] == "pending" and got["decision"] is None and got["output"] == "draft"
     claimed = api.post("/v1/queues/support/claim", headers=setup["review"])
-    assert claimed.status_code == 200 and claimed.json()["id"] == item_id and claimed.json()["lease_expires_at"]
-    r = api.post(f"/v1/items/{item_id}/decision", json={"verdict": "correct", "final_output": "better"},
-                 headers=setup["review"])
+    assert (
+        claimed.status_code == 200 and claimed.json()["id"] == item_id and claimed.json()["lease_expires_at"]
+    )
+    r = api.post(
+        f"/v1/items/{item_id}/decision",
+        json={"verdict": "correct", "final_output": "better"},
+        headers=setup["review"],
+    )
     assert r.status_code == 200
     d = api.get(f"/v1/items/{item_id}", headers=setup["read"]).json()
     assert d["status"] == "corrected"
@@ -157,10 +174,16 @@ def test_claim_204_when_empty_and_409_after_lease_lost(api, setup, make_token, f
     assert api.post("/v1/queues/support/claim", headers=other).json()["id"] == item_id
     late = api.post(f"/v1/items/{item_id}/decision", json={"verdict": "approve"}, headers=setup["review"])
     assert late.status_code == 409 and "otto" in late.json()["detail"]
-    bad = api.post(f"/v1/items/{item_id}/decision", json={"verdict": "reject", "reason": "nope"}, headers=other)
+    bad = api.post(
+        f"/v1/items/{item_id}/decision", json={"verdict": "reject", "reason": "nope"}, headers=other
+    )
     assert bad.status_code == 422 and "reason" in json.dumps(bad.json())
-    assert api.post(f"/v1/items/{item_id}/decision", json={"verdict": "maybe"}, headers=other).status_code == 422
-    ok = api.post(f"/v1/items/{item_id}/decision", json={"verdict": "reject", "reason": "incorrect"}, headers=other)
+    assert (
+        api.post(f"/v1/items/{item_id}/decision", json={"verdict": "maybe"}, headers=other).status_code == 422
+    )
+    ok = api.post(
+        f"/v1/items/{item_id}/decision", json={"verdict": "reject", "reason": "incorrect"}, headers=other
+    )
     assert ok.status_code == 200 and ok.json()["status"] == "rejected"
     again = api.post(f"/v1/items/{item_id}/decision", json={"verdict": "approve"}, headers=other)
     assert again.status_code == 409
@@ -184,14 +207,26 @@ def test_metrics(api, setup):
     assert 'reviewqueue_decisions_total{queue="support",verdict="approve"} 1.0' in text
     assert 'reviewqueue_backlog_items{queue="support"} 0.0' not in text  # nothing waiting: no series
     assert "reviewqueue_oldest_pending_age_seconds" in text
-    assert 'reviewqueue_http_request_duration_seconds_bucket{le="0.001",method="POST",route="/v1/items/batch"' in text
+    assert (
+        'reviewqueue_http_request_duration_seconds_bucket{le="0.001",method="POST",route="/v1/items/batch"'
+        in text
+    )
 
 
 def test_openapi_and_docs(api):
     spec = api.get("/openapi.json").json()
-    assert {"/v1/items", "/v1/items/batch", "/v1/items/{item_id}", "/v1/queues", "/v1/queues/{name}",
-            "/v1/queues/{name}/claim", "/v1/items/{item_id}/release", "/v1/items/{item_id}/decision",
-            "/healthz", "/metrics"} <= set(spec["paths"])
+    assert {
+        "/v1/items",
+        "/v1/items/batch",
+        "/v1/items/{item_id}",
+        "/v1/queues",
+        "/v1/queues/{name}",
+        "/v1/queues/{name}/claim",
+        "/v1/items/{item_id}/release",
+        "/v1/items/{item_id}/decision",
+        "/healthz",
+        "/metrics",
+    } <= set(spec["paths"])
     assert api.get("/docs").status_code == 200
 
 

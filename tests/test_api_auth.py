@@ -29,7 +29,9 @@ ALLOWED = {
 
 @pytest.fixture
 def stored_id(api, engine, queue, make_token):
-    return api.post("/v1/items", json=item(0), headers=make_token("admin", user=None, name="seed")).json()["id"]
+    return api.post("/v1/items", json=item(0), headers=make_token("admin", user=None, name="seed")).json()[
+        "id"
+    ]
 
 
 @pytest.mark.parametrize("scope", list(ALLOWED))
@@ -45,8 +47,15 @@ def test_scope_matrix(api, make_token, stored_id, scope):
             assert scope in r.json()["detail"]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer "}, {"Authorization": "Basic abc"},
-                                     {"Authorization": "Bearer rq_unknown"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer rq_unknown"},
+    ],
+)
 def test_missing_or_unknown_token_is_401(api, queue, headers):
     for method, path, body in ROUTES.values():
         r = api.request(method, path.format(id="x"), json=body() if body else None, headers=headers)
@@ -98,7 +107,9 @@ def test_token_validation(engine, queue):
     with pytest.raises(ValidationFailed):
         tokens.create("rev", "review", engine=engine)  # a review token needs a user
     record, plaintext = tokens.create("ok", "read", engine=engine)
-    assert plaintext.startswith("rq_") and plaintext not in record.token_hash and record.prefix == plaintext[:10]
+    assert (
+        plaintext.startswith("rq_") and plaintext not in record.token_hash and record.prefix == plaintext[:10]
+    )
 
 
 def test_rotate_revokes_the_old_token_and_keeps_its_record(engine, queue):
@@ -127,7 +138,11 @@ def test_token_revoked_by_another_process_stops_within_a_second(api, queue, make
 
     headers = make_token("ingest", name="elsewhere")
     assert api.post("/v1/items", json=item(1), headers=headers).status_code == 201
-    subprocess.run([sys.executable, "-m", "reviewqueue.cli", "token", "revoke", "elsewhere"], check=True,
-                   env={**__import__("os").environ, "REVIEWQUEUE_DATABASE_URL": db_url}, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "reviewqueue.cli", "token", "revoke", "elsewhere"],
+        check=True,
+        env={**__import__("os").environ, "REVIEWQUEUE_DATABASE_URL": db_url},
+        capture_output=True,
+    )
     time.sleep(tokens.RECENT_SECONDS + 0.1)
     assert api.post("/v1/items", json=item(2), headers=headers).status_code == 401

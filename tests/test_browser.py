@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from reviewqueue import db, ingest, items, queues, users
+from reviewqueue import ingest, items, queues, store, users
 
 from .conftest import CHROMIUM, LocalServer, quiet_handler, streamlit_app
 
 ROOT = Path(__file__).parent.parent
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/test installs it)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/test installs it)"
+    ),
 ]
 
 
@@ -45,22 +47,53 @@ def recorder():
 @pytest.fixture
 def app_server(tmp_path, recorder):
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
-    engine = db.make_engine(url)
-    db.upgrade(engine)
+    engine = store.make_engine(url)
+    store.upgrade(engine)
     users.add("rita", role="reviewer", password="rita-password", engine=engine)
-    queues.create("support", {"threshold": 0.8, "audit_rate": 0.0, "reject_reasons": ["incorrect", "harmful"]},
-                  engine=engine)
+    queues.create(
+        "support",
+        {"threshold": 0.8, "audit_rate": 0.0, "reject_reasons": ["incorrect", "harmful"]},
+        engine=engine,
+    )
     pixel = f"http://127.0.0.1:{recorder.port}"
-    evil = (f"Sure! ![tracking]({pixel}/markdown.png) <img src=\"{pixel}/html.png\"> "
-            f"[click me](javascript:alert(1)) <script>fetch('{pixel}/script')</script> **not bold**")
-    ingest.submit_many([
-        {"queue": "support", "external_id": "evil", "input": evil, "output": evil, "confidence": 0.01,
-         "context": [{"title": f"![t]({pixel}/title.png)", "text": evil, "url": f"{pixel}/source"}]},
-        {"queue": "support", "external_id": "b", "input": "How do I reset my password?",
-         "output": "Go to Settings and press Reset.", "confidence": 0.2},
-        {"queue": "support", "external_id": "c", "input": "Refund?", "output": "No refunds ever.", "confidence": 0.3},
-        {"queue": "support", "external_id": "d", "input": "SSO?", "output": "Yes, on Team.", "confidence": 0.4},
-    ], engine=engine)
+    evil = (
+        f'Sure! ![tracking]({pixel}/markdown.png) <img src="{pixel}/html.png"> '
+        f"[click me](javascript:alert(1)) <script>fetch('{pixel}/script')</script> **not bold**"
+    )
+    ingest.submit_many(
+        [
+            {
+                "queue": "support",
+                "external_id": "evil",
+                "input": evil,
+                "output": evil,
+                "confidence": 0.01,
+                "context": [{"title": f"![t]({pixel}/title.png)", "text": evil, "url": f"{pixel}/source"}],
+            },
+            {
+                "queue": "support",
+                "external_id": "b",
+                "input": "How do I reset my password?",
+                "output": "Go to Settings and press Reset.",
+                "confidence": 0.2,
+            },
+            {
+                "queue": "support",
+                "external_id": "c",
+                "input": "Refund?",
+                "output": "No refunds ever.",
+                "confidence": 0.3,
+            },
+            {
+                "queue": "support",
+                "external_id": "d",
+                "input": "SSO?",
+                "output": "Yes, on Team.",
+                "confidence": 0.4,
+            },
+        ],
+        engine=engine,
+    )
     engine.dispose()
     with streamlit_app(url) as base:
         yield base, url
@@ -79,7 +112,7 @@ def sign_in_and_open_queue(page, base):
 
 
 def status_of(url, external_id):
-    engine = db.make_engine(url)
+    engine = store.make_engine(url)
     try:
         return items.get_by_external_id("support", external_id, engine=engine)
     finally:
@@ -106,7 +139,11 @@ def test_review_flow_in_a_real_browser(browser, app_server, recorder, tmp_path):
     expect(page.get_by_text("{+> Security+}", exact=False).first).to_be_visible(timeout=30_000)
     # The README's screenshot: refreshed with REVIEWQUEUE_UPDATE_SCREENSHOT=1, so a plain
     # test run leaves the work tree clean.
-    shot = ROOT / "docs" / "review-page.png" if os.environ.get("REVIEWQUEUE_UPDATE_SCREENSHOT") else tmp_path / "shot.png"
+    shot = (
+        ROOT / "docs" / "review-page.png"
+        if os.environ.get("REVIEWQUEUE_UPDATE_SCREENSHOT")
+        else tmp_path / "shot.png"
+    )
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     page.get_by_role("button", name="Submit correction").click()

@@ -19,11 +19,31 @@ def run(*args, input=None):
 
 def test_init_and_queue_commands(db_url, engine):
     assert run("init").exit_code == 0
-    r = run("queue", "create", "tickets", "--threshold", "0.7", "--label", "billing", "--label", "bug",
-            "--label-threshold", "billing=0.9", "--reject-reason", "spam", "--audit-rate", "0")
+    r = run(
+        "queue",
+        "create",
+        "tickets",
+        "--threshold",
+        "0.7",
+        "--label",
+        "billing",
+        "--label",
+        "bug",
+        "--label-threshold",
+        "billing=0.9",
+        "--reject-reason",
+        "spam",
+        "--audit-rate",
+        "0",
+    )
     assert r.exit_code == 0, r.output
     q = queues.get("tickets", engine=engine)
-    assert (q.threshold, q.labels, q.label_thresholds, q.reject_reasons) == (0.7, ["billing", "bug"], {"billing": 0.9}, ["spam"])
+    assert (q.threshold, q.labels, q.label_thresholds, q.reject_reasons) == (
+        0.7,
+        ["billing", "bug"],
+        {"billing": 0.9},
+        ["spam"],
+    )
     assert run("queue", "update", "tickets", "--threshold", "0.6").exit_code == 0
     assert queues.get("tickets", engine=engine).threshold == 0.6
     listing = run("queue", "list")
@@ -40,8 +60,12 @@ def test_bad_input_is_a_domain_error(db_url):
 
 
 def test_errors_print_a_message_not_a_traceback(db_url, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "reviewqueue.cli", "queue", "update", "ghost", "--threshold", "0.5"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "reviewqueue.cli", "queue", "update", "ghost", "--threshold", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "error: queue 'ghost' does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -50,7 +74,9 @@ def test_errors_print_a_message_not_a_traceback(db_url, tmp_path):
 def test_ingest_jsonl_reports_routes(db_url, engine, tmp_path):
     run("queue", "create", "support", "--audit-rate", "0")
     f = tmp_path / "items.jsonl"
-    lines = [{"input": f"q{i}", "output": f"a{i}", "confidence": 0.1 * i, "external_id": str(i)} for i in range(10)]
+    lines = [
+        {"input": f"q{i}", "output": f"a{i}", "confidence": 0.1 * i, "external_id": str(i)} for i in range(10)
+    ]
     f.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
     r = run("ingest", str(f), "--queue", "support")
     assert r.exit_code == 0, r.output
@@ -62,8 +88,10 @@ def test_ingest_jsonl_reports_routes(db_url, engine, tmp_path):
 def test_ingest_bad_file_imports_nothing(db_url, engine, tmp_path):
     run("queue", "create", "support")
     f = tmp_path / "bad.jsonl"
-    f.write_text('{"queue": "support", "input": "a", "output": "b", "confidence": 0.5}\n{not json}\n'
-                 '{"queue": "support", "input": "a", "output": "b", "confidence": NaN}\n[1]\n')
+    f.write_text(
+        '{"queue": "support", "input": "a", "output": "b", "confidence": 0.5}\n{not json}\n'
+        '{"queue": "support", "input": "a", "output": "b", "confidence": NaN}\n[1]\n'
+    )
     r = run("ingest", str(f))
     assert isinstance(r.exception, ValidationFailed)
     assert "line 2: not valid JSON" in r.output
@@ -105,11 +133,29 @@ def test_up_starts_everything_with_a_demo(tmp_path):
     from .conftest import free_port
 
     ui_port, api_port = free_port(), free_port()
-    env = {**os.environ, "REVIEWQUEUE_DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'rq.db'}",
-           "REVIEWQUEUE_EXPORT_DIR": str(tmp_path / "data" / "exports")}
-    proc = subprocess.Popen([sys.executable, "-m", "reviewqueue.cli", "up", "--ui-port", str(ui_port),
-                             "--api-port", str(api_port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    env = {
+        **os.environ,
+        "REVIEWQUEUE_DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'rq.db'}",
+        "REVIEWQUEUE_EXPORT_DIR": str(tmp_path / "data" / "exports"),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reviewqueue.cli",
+            "up",
+            "--ui-port",
+            str(ui_port),
+            "--api-port",
+            str(api_port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out = []
         while not any("Ctrl-C" in line for line in out):
@@ -123,7 +169,9 @@ def test_up_starts_everything_with_a_demo(tmp_path):
         while True:
             try:
                 ui = httpx.get(f"http://127.0.0.1:{ui_port}/_stcore/health")
-                api = httpx.get(f"http://127.0.0.1:{api_port}/v1/queues", headers={"Authorization": f"Bearer {token}"})
+                api = httpx.get(
+                    f"http://127.0.0.1:{api_port}/v1/queues", headers={"Authorization": f"Bearer {token}"}
+                )
                 if ui.status_code == 200 and api.status_code == 200:
                     break
             except httpx.HTTPError:

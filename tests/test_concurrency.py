@@ -6,7 +6,7 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from reviewqueue import db, ingest, review
+from reviewqueue import ingest, review, store
 from reviewqueue.models import Event, Item, Review
 
 from .conftest import item
@@ -41,7 +41,7 @@ def test_eight_reviewers_drain_queue_exactly_once(engine, queue):
     assert errors == []
     assert len(claimed) == 2000
     assert all(len(holders) == 1 for holders in claimed.values()), "an item was handed out twice"
-    with db.reading(engine) as s:
+    with store.read(engine) as tx, tx.session as s:
         assert s.scalar(select(func.count()).select_from(Review)) == 2000
         per_item = s.execute(select(Review.item_id, func.count()).group_by(Review.item_id)).all()
         assert {n for _, n in per_item} == {1}

@@ -32,13 +32,19 @@ TRICKY = 'naïve "quoted", comma\nnew line ✓ 中文 <b>html</b>'
 
 @pytest.fixture
 def decided(engine, queue, fake_clock):
-    decide_all(engine, [
-        ({"output": "the refund takes five days", "metadata": {"k": 1}}, {"verdict": "approve"}),
-        ({"output": "the refund takes five days"}, {"verdict": "correct", "final_output": "the refund takes seven business days"}),
-        ({"output": {"answer": 42}}, {"verdict": "correct", "final_output": {"answer": 43}}),
-        ({"output": "nonsense"}, {"verdict": "reject", "reason": "incorrect", "comment": TRICKY}),
-        ({"input": TRICKY, "output": TRICKY}, {"verdict": "approve"}),
-    ])
+    decide_all(
+        engine,
+        [
+            ({"output": "the refund takes five days", "metadata": {"k": 1}}, {"verdict": "approve"}),
+            (
+                {"output": "the refund takes five days"},
+                {"verdict": "correct", "final_output": "the refund takes seven business days"},
+            ),
+            ({"output": {"answer": 42}}, {"verdict": "correct", "final_output": {"answer": 43}}),
+            ({"output": "nonsense"}, {"verdict": "reject", "reason": "incorrect", "comment": TRICKY}),
+            ({"input": TRICKY, "output": TRICKY}, {"verdict": "approve"}),
+        ],
+    )
     # On PostgreSQL the incremental bound trails "now" by a second (clock skew margin).
     fake_clock.advance(2)
 
@@ -49,23 +55,40 @@ def test_jsonl_semantics(engine, decided, tmp_path):
     assert [list(x) for x in rows] == [COLUMNS] * 5
     approve, correct, correct_json, reject, tricky = rows
     assert approve["reference_output"] == approve["output"] and approve["edit_distance"] == 0
-    assert correct["reference_output"] == "the refund takes seven business days" and correct["edit_distance"] == 2
+    assert (
+        correct["reference_output"] == "the refund takes seven business days"
+        and correct["edit_distance"] == 2
+    )
     assert correct_json["output"] == {"answer": 42} and correct_json["reference_output"] == {"answer": 43}
-    assert reject["reference_output"] is None and reject["edit_distance"] is None and reject["reason"] == "incorrect"
+    assert (
+        reject["reference_output"] is None
+        and reject["edit_distance"] is None
+        and reject["reason"] == "incorrect"
+    )
     assert tricky["input"] == TRICKY and reject["comment"] == TRICKY
     assert approve["metadata"] == {"k": 1} and approve["decided_at"].endswith("Z")
     assert [x["decided_at"] for x in rows] == sorted(x["decided_at"] for x in rows)
     manifest = json.loads(r.manifest.read_text())
-    assert manifest["rows"] == 5 and manifest["counts_by_verdict"] == {"approve": 2, "correct": 2, "reject": 1}
+    assert manifest["rows"] == 5 and manifest["counts_by_verdict"] == {
+        "approve": 2,
+        "correct": 2,
+        "reject": 1,
+    }
     assert manifest["sha256"] == export._sha256(r.path) and manifest["schema_version"] == 1
-    assert manifest["queue"] == "support" and manifest["format"] == "jsonl" and manifest["reviewqueue_version"]
+    assert (
+        manifest["queue"] == "support" and manifest["format"] == "jsonl" and manifest["reviewqueue_version"]
+    )
 
 
 def test_every_format_loads_in_pandas_duckdb_and_datasets(engine, decided, tmp_path):
     import duckdb
 
-    paths = {fmt: export.export(tmp_path, fmt=fmt, engine=engine, week_spec=None,
-                                since=datetime(2000, 1, 1, tzinfo=UTC))[0].path for fmt in ("jsonl", "csv", "parquet")}
+    paths = {
+        fmt: export.export(
+            tmp_path, fmt=fmt, engine=engine, week_spec=None, since=datetime(2000, 1, 1, tzinfo=UTC)
+        )[0].path
+        for fmt in ("jsonl", "csv", "parquet")
+    }
     pq = pd.read_parquet(paths["parquet"])
     assert list(pq.columns) == COLUMNS and len(pq) == 5
     assert str(pq["confidence"].dtype) == "float64"
@@ -78,7 +101,9 @@ def test_every_format_loads_in_pandas_duckdb_and_datasets(engine, decided, tmp_p
     con = duckdb.connect()
     assert con.execute(f"SELECT count(*) FROM read_parquet('{paths['parquet']}')").fetchone()[0] == 5
     assert con.execute(f"SELECT count(*) FROM read_json_auto('{paths['jsonl']}')").fetchone()[0] == 5
-    got = con.execute(f"SELECT comment FROM read_csv_auto('{paths['csv']}') WHERE verdict = 'reject'").fetchone()[0]
+    got = con.execute(
+        f"SELECT comment FROM read_csv_auto('{paths['csv']}') WHERE verdict = 'reject'"
+    ).fetchone()[0]
     assert got == TRICKY
     from datasets import load_dataset
 
@@ -105,8 +130,10 @@ def test_verdict_filter_and_chat_format(engine, decided, tmp_path):
     [c] = export.export(tmp_path, fmt="chat-jsonl", engine=engine)
     chats = [json.loads(x) for x in c.path.read_text().splitlines()]
     assert len(chats) == 4  # approvals and corrections, not the rejection
-    assert chats[1]["messages"] == [{"role": "user", "content": "question 1"},
-                                    {"role": "assistant", "content": "the refund takes seven business days"}]
+    assert chats[1]["messages"] == [
+        {"role": "user", "content": "question 1"},
+        {"role": "assistant", "content": "the refund takes seven business days"},
+    ]
 
 
 def test_week_export_is_byte_identical(engine, decided, tmp_path):
@@ -121,8 +148,12 @@ def test_week_export_is_byte_identical(engine, decided, tmp_path):
 
 def test_week_bounds_are_monday_to_monday_utc(engine, queue, tmp_path, fake_clock):
     monday = datetime(2026, 11, 16, tzinfo=UTC)  # 2026-W47
-    moments = [monday - timedelta(seconds=1), monday, monday + timedelta(days=7, seconds=-1),
-               monday + timedelta(days=7)]
+    moments = [
+        monday - timedelta(seconds=1),
+        monday,
+        monday + timedelta(days=7, seconds=-1),
+        monday + timedelta(days=7),
+    ]
     for i, moment in enumerate(moments):
         fake_clock.set(moment)
         ingest.submit(item(i), engine=engine)
@@ -204,8 +235,12 @@ def test_killed_export_leaves_no_file(engine, queue, tmp_path, db_url, fake_cloc
         "export._rows = slow\n"
         f"export.export({str(tmp_path)!r}, fmt='jsonl')\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "REVIEWQUEUE_DATABASE_URL": db_url})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "REVIEWQUEUE_DATABASE_URL": db_url},
+    )
     assert proc.stdout.readline().strip() == "chunk"  # mid-export
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -231,8 +266,14 @@ def test_undone_decision_is_not_exported(engine, queue, tmp_path):
 def test_bad_arguments(engine, queue, tmp_path):
     from reviewqueue.errors import ValidationFailed
 
-    for kwargs in ({"fmt": "xml"}, {"week_spec": "2026-W99"}, {"week_spec": "soon"}, {"verdicts": ["maybe"]},
-                   {"queues": ["ghost"]}, {"week_spec": "2026-W01", "since": datetime.now(UTC)}):
+    for kwargs in (
+        {"fmt": "xml"},
+        {"week_spec": "2026-W99"},
+        {"week_spec": "soon"},
+        {"verdicts": ["maybe"]},
+        {"queues": ["ghost"]},
+        {"week_spec": "2026-W01", "since": datetime.now(UTC)},
+    ):
         with pytest.raises(ValidationFailed):
             export.export(tmp_path, engine=engine, **kwargs)
 
@@ -245,15 +286,30 @@ def test_edit_distance():
     assert textdiff.edit_distance("the cat sat", "a dog sat down") == 3
 
 
-TEXT_CASES = ["plain", 'say "hi"', "two\nlines\tand tab\r", "a\\nb (a backslash, then n)", "C:\\path\\", "ünï ✓ 中文",
-              "emoji 😀", "slash / \b \f", "", " ", "\\u0041 literally", '"', "\\"]
+TEXT_CASES = [
+    "plain",
+    'say "hi"',
+    "two\nlines\tand tab\r",
+    "a\\nb (a backslash, then n)",
+    "C:\\path\\",
+    "ünï ✓ 中文",
+    "emoji 😀",
+    "slash / \b \f",
+    "",
+    " ",
+    "\\u0041 literally",
+    '"',
+    "\\",
+]
 
 
 def test_arrow_text_matches_json_decoding():
     import pyarrow as pa
 
     values = TEXT_CASES + [42, 0.5, True, None, {"answer": "x\ny"}, ["a", 1]]
-    raw = [None if v is None else json.dumps(v) for v in values]  # stored with ensure_ascii, as SQLAlchemy does
+    raw = [
+        None if v is None else json.dumps(v) for v in values
+    ]  # stored with ensure_ascii, as SQLAlchemy does
     raw += [json.dumps(v, ensure_ascii=False) for v in TEXT_CASES]  # and as other writers might
     expected = [None if r is None else (json.loads(r) if r.startswith('"') else r) for r in raw]
     assert export._arrow_text(pa.array(raw, type=pa.string())).to_pylist() == expected
@@ -292,18 +348,32 @@ def test_parallel_slices_write_the_same_file(engine, decided, tmp_path, monkeypa
 def test_slices_cover_the_period_when_decisions_share_an_instant(engine, decided, monkeypatch):
     monkeypatch.setattr(export, "SLICE_ROWS", 2)
     with engine.begin() as conn:
-        conn.execute(export.Review.__table__.update().values(created_at=datetime(2026, 11, 18, 12, tzinfo=UTC)))
+        conn.execute(
+            export.Review.__table__.update().values(created_at=datetime(2026, 11, 18, 12, tzinfo=UTC))
+        )
     period = export.week("2026-W47")
     slices = export._slices(engine, "support", period)
     assert slices[0][0] == period.since and slices[-1][1] == period.until
-    assert all(a < b for a, b in slices) and all(x[1] == y[0] for x, y in zip(slices, slices[1:], strict=False))
+    assert all(a < b for a, b in slices) and all(
+        x[1] == y[0] for x, y in zip(slices, slices[1:], strict=False)
+    )
 
 
 def test_worker_errors_reach_the_caller():
     pool = export._Workers(1)
     try:
-        pool.send(0, {"url": "sqlite:///nowhere/x.db", "fmt": "jsonl", "queue": "q", "since": "2026-01-01T00:00:00Z",
-                      "until": "2026-01-02T00:00:00Z", "verdicts": None, "path": "/nonexistent-dir/part"})
+        pool.send(
+            0,
+            {
+                "url": "sqlite:///nowhere/x.db",
+                "fmt": "jsonl",
+                "queue": "q",
+                "since": "2026-01-01T00:00:00Z",
+                "until": "2026-01-02T00:00:00Z",
+                "verdicts": None,
+                "path": "/nonexistent-dir/part",
+            },
+        )
         with pytest.raises(RuntimeError, match="export worker failed"):
             pool.receive(0)
         pool._procs[0].kill()
@@ -314,7 +384,9 @@ def test_worker_errors_reach_the_caller():
         pool.close()
 
 
-def test_a_failed_parallel_export_leaves_no_file_and_keeps_the_watermark(engine, decided, tmp_path, monkeypatch):
+def test_a_failed_parallel_export_leaves_no_file_and_keeps_the_watermark(
+    engine, decided, tmp_path, monkeypatch
+):
     monkeypatch.setattr(export, "SLICE_ROWS", 2)
     real = export._Workers.receive
 

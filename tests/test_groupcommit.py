@@ -4,8 +4,9 @@ own result or error, as if it had written alone."""
 import threading
 
 import pytest
+from sqlalchemy import text
 
-from reviewqueue import db, events, ingest, review
+from reviewqueue import events, ingest, review, store
 from reviewqueue.errors import Conflict, QueueNotFound, ValidationFailed
 from reviewqueue.groupcommit import GroupCommit
 
@@ -47,7 +48,7 @@ def test_a_failing_operation_is_undone_alone(engine, queue, writes):
     held = review.claim_next("support", "ann", engine=engine)
 
     def write_then_fail():
-        with db.writing(engine) as conn:
+        with store.write(engine) as conn:
             events.record(conn, "test.should_vanish", "test", queue="support")
             raise RuntimeError("boom")
 
@@ -70,8 +71,14 @@ def test_a_failing_operation_is_undone_alone(engine, queue, writes):
 
 def test_submit_each_gives_each_caller_what_submit_would(engine, queue, writes):
     first = ingest.submit(item(1), engine=engine)
-    requests = [(item(1), "app-a"), (item(2), "app-a"), (item(3, queue="ghost"), "app-a"), (item(2), "app-b"),
-                (item(4), "app-b"), (item(5, confidence=float("nan")), "app-b")]
+    requests = [
+        (item(1), "app-a"),
+        (item(2), "app-a"),
+        (item(3, queue="ghost"), "app-a"),
+        (item(2), "app-b"),
+        (item(4), "app-b"),
+        (item(5, confidence=float("nan")), "app-b"),
+    ]
     results = ingest.submit_each(requests, engine=engine)
     assert results[0].duplicate and results[0].id == first.id
     assert not results[1].duplicate
@@ -90,9 +97,11 @@ def test_run_combined_from_asyncio(engine, queue, writes):
     submit_each = partial(ingest.submit_each, engine=engine)
 
     async def main():
-        return await asyncio.gather(*[writes.run_combined(submit_each, (item(i), "app")) for i in range(30)],
-                                    writes.run_combined(submit_each, (item(99, queue="ghost"), "app")),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *[writes.run_combined(submit_each, (item(i), "app")) for i in range(30)],
+            writes.run_combined(submit_each, (item(99, queue="ghost"), "app")),
+            return_exceptions=True,
+        )
 
     *ok, bad = asyncio.run(main())
     assert len({r.id for r in ok}) == 30 and isinstance(bad, QueueNotFound)
@@ -105,9 +114,9 @@ def test_a_database_error_in_one_operation_leaves_the_group_usable(engine, queue
     from sqlalchemy.exc import IntegrityError
 
     def break_a_constraint():
-        with db.writing(engine) as conn:
+        with store.write(engine) as conn:
             events.record(conn, "test.should_vanish", "test", queue="support")
-            conn.exec_driver_sql("INSERT INTO queues (name) VALUES (NULL)")
+            conn.execute(text("INSERT INTO queues (name) VALUES (NULL)"))
 
     release = _paused(writes)
     before = writes.submit(ingest.submit, item(1), engine=engine)

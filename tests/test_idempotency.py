@@ -6,14 +6,14 @@ import threading
 
 from sqlalchemy import func, select
 
-from reviewqueue import db, ingest
+from reviewqueue import ingest, store
 from reviewqueue.models import Item
 
 from .conftest import PG_URL, item
 
 
 def count_items(engine) -> int:
-    with db.reading(engine) as s:
+    with store.read(engine) as tx, tx.session as s:
         return s.scalar(select(func.count()).select_from(Item))
 
 
@@ -69,8 +69,8 @@ def test_threads_with_overlapping_big_batches(engine, queue):
 
 
 def _post_from_process(url, barrier, out):
-    from reviewqueue import db as pdb
     from reviewqueue import ingest as pingest
+    from reviewqueue import store as pdb
 
     engine = pdb.make_engine(url)
     barrier.wait()

@@ -3,7 +3,7 @@ import math
 import pytest
 from sqlalchemy import func, select
 
-from reviewqueue import db, ingest, items
+from reviewqueue import ingest, items, store
 from reviewqueue.errors import PayloadTooLarge, QueueNotFound, ValidationFailed
 from reviewqueue.models import Event, Item
 from reviewqueue.settings import get_settings
@@ -12,14 +12,22 @@ from .conftest import item
 
 
 def stored(engine) -> int:
-    with db.reading(engine) as s:
+    with store.read(engine) as tx, tx.session as s:
         return s.scalar(select(func.count()).select_from(Item))
 
 
 @pytest.mark.parametrize(
     "confidence, field_msg",
-    [(math.nan, "finite"), (math.inf, "finite"), (-math.inf, "finite"), (-0.01, "greater than or equal to 0"),
-     (1.0001, "less than or equal to 1"), ("0.5", "valid number"), (True, "valid number"), (None, "valid number")],
+    [
+        (math.nan, "finite"),
+        (math.inf, "finite"),
+        (-math.inf, "finite"),
+        (-0.01, "greater than or equal to 0"),
+        (1.0001, "less than or equal to 1"),
+        ("0.5", "valid number"),
+        (True, "valid number"),
+        (None, "valid number"),
+    ],
 )
 def test_bad_confidence_is_rejected_and_nothing_stored(engine, queue, confidence, field_msg):
     with pytest.raises(ValidationFailed) as e:
@@ -51,7 +59,7 @@ def test_unknown_field_and_bad_types(engine, queue):
 def test_unknown_queue(engine, queue):
     with pytest.raises(QueueNotFound) as e:
         ingest.submit(item(queue="nope"), engine=engine)
-    assert "nope" in str(e.value) and "create" in str(e.value)
+    assert "nope" in str(e.value) and e.value.name == "nope"
     assert stored(engine) == 0
 
 
@@ -89,19 +97,27 @@ def test_batch_with_unknown_queue_stores_nothing(engine, queue):
 
 def test_untrusted_text_is_stored_verbatim(engine, queue):
     evil = '<img src="http://127.0.0.1:9/x.png"> ![x](http://127.0.0.1:9/p.png) [a](javascript:alert(1)) émoji 🎉\n"q"'
-    r = ingest.submit(item(output=evil, input={"messages": [{"role": "user", "content": evil}]}), engine=engine)
+    r = ingest.submit(
+        item(output=evil, input={"messages": [{"role": "user", "content": evil}]}), engine=engine
+    )
     got = items.get(r.id, engine=engine)
     assert got.output == evil
     assert got.input["messages"][0]["content"] == evil
 
 
 def test_json_outputs_context_and_metadata_round_trip(engine, queue):
-    r = ingest.submit(item(
-        output={"answer": "42", "citations": [1, 2]},
-        context=[{"title": "Doc", "text": "body", "url": "https://example.invalid/d", "score": 0.7}],
-        metadata={"tenant": "acme", "latency_ms": 812}, model="gpt-x", model_version="2026-11",
-        priority=5, predicted_label=None,
-    ), engine=engine)
+    r = ingest.submit(
+        item(
+            output={"answer": "42", "citations": [1, 2]},
+            context=[{"title": "Doc", "text": "body", "url": "https://example.invalid/d", "score": 0.7}],
+            metadata={"tenant": "acme", "latency_ms": 812},
+            model="gpt-x",
+            model_version="2026-11",
+            priority=5,
+            predicted_label=None,
+        ),
+        engine=engine,
+    )
     got = items.get(r.id, engine=engine)
     assert got.output == {"answer": "42", "citations": [1, 2]}
     assert got.context[0]["score"] == 0.7 and got.context[0]["title"] == "Doc"
@@ -110,8 +126,10 @@ def test_json_outputs_context_and_metadata_round_trip(engine, queue):
 
 
 def test_ingest_writes_an_audit_event(engine, queue):
-    ingest.submit_many([item(i) for i in range(3)] + [item(9, confidence=0.99)], actor="app:test", engine=engine)
-    with db.reading(engine) as s:
+    ingest.submit_many(
+        [item(i) for i in range(3)] + [item(9, confidence=0.99)], actor="app:test", engine=engine
+    )
+    with store.read(engine) as tx, tx.session as s:
         ev = s.scalars(select(Event).where(Event.kind == "items.ingested")).one()
     assert ev.actor == "app:test" and ev.queue == "support"
     assert ev.after == {"count": 4, "routes": {"below_threshold": 3, "auto_accepted": 1}}

@@ -1,7 +1,7 @@
 import pytest
 from sqlalchemy import select
 
-from reviewqueue import db, events, ingest, items, review
+from reviewqueue import events, ingest, items, review, store
 from reviewqueue.errors import Conflict, LeaseLost, ValidationFailed
 from reviewqueue.models import Event, Review
 
@@ -91,7 +91,9 @@ def test_unclaimed_item_cannot_be_decided(engine, queue):
 def test_approve_keeps_output(engine, queue):
     ingest.submit(item(1, output="fine answer"), engine=engine)
     held = review.claim_next("support", "ann", engine=engine)
-    rv = review.decide(held.id, "ann", {"verdict": "approve", "comment": "ok", "seconds_spent": 4.5}, engine=engine)
+    rv = review.decide(
+        held.id, "ann", {"verdict": "approve", "comment": "ok", "seconds_spent": 4.5}, engine=engine
+    )
     assert rv.final_output == "fine answer" and rv.seconds_spent == 4.5
     got = items.get(held.id, engine=engine)
     assert got.status == "approved"
@@ -105,8 +107,11 @@ def test_approve_keeps_output(engine, queue):
 def test_correct_needs_a_real_change(engine, queue):
     ingest.submit(item(1, output="wrong answer"), engine=engine)
     held = review.claim_next("support", "ann", engine=engine)
-    for bad in ({"verdict": "correct"}, {"verdict": "correct", "final_output": "wrong answer"},
-                {"verdict": "correct", "final_output": "   "}):
+    for bad in (
+        {"verdict": "correct"},
+        {"verdict": "correct", "final_output": "wrong answer"},
+        {"verdict": "correct", "final_output": "   "},
+    ):
         with pytest.raises(ValidationFailed):
             review.decide(held.id, "ann", bad, engine=engine)
     rv = review.decide(held.id, "ann", {"verdict": "correct", "final_output": "right answer"}, engine=engine)
@@ -115,8 +120,16 @@ def test_correct_needs_a_real_change(engine, queue):
 
 
 def test_correct_label_in_classification_queue(engine, label_queue):
-    ingest.submit({"queue": "tickets", "input": "app crashes", "output": "billing", "confidence": 0.4,
-                   "predicted_label": "billing"}, engine=engine)
+    ingest.submit(
+        {
+            "queue": "tickets",
+            "input": "app crashes",
+            "output": "billing",
+            "confidence": 0.4,
+            "predicted_label": "billing",
+        },
+        engine=engine,
+    )
     held = review.claim_next("tickets", "ann", engine=engine)
     with pytest.raises(ValidationFailed) as e:
         review.decide(held.id, "ann", {"verdict": "correct", "final_label": "weather"}, engine=engine)
@@ -135,7 +148,9 @@ def test_reject_needs_a_reason_from_the_list(engine, label_queue):
         review.decide(held.id, "ann", {"verdict": "reject", "reason": "boring"}, engine=engine)
     with pytest.raises(ValidationFailed):
         review.decide(held.id, "ann", {"verdict": "maybe"}, engine=engine)
-    rv = review.decide(held.id, "ann", {"verdict": "reject", "reason": "spam", "comment": "bot"}, engine=engine)
+    rv = review.decide(
+        held.id, "ann", {"verdict": "reject", "reason": "spam", "comment": "bot"}, engine=engine
+    )
     assert rv.final_output is None and rv.reason == "spam"
 
 
@@ -143,7 +158,7 @@ def test_decision_writes_review_and_event_together(engine, queue):
     ingest.submit(item(1), engine=engine)
     held = review.claim_next("support", "ann", engine=engine)
     rv = review.decide(held.id, "ann", {"verdict": "correct", "final_output": "better"}, engine=engine)
-    with db.reading(engine) as s:
+    with store.read(engine) as tx, tx.session as s:
         ev = s.scalars(select(Event).where(Event.kind == "item.decided")).one()
         assert ev.actor == "ann" and ev.item_id == held.id
         assert ev.before == {"status": "in_review"}
@@ -155,7 +170,7 @@ def test_failed_decision_changes_nothing(engine, queue):
     held = review.claim_next("support", "ann", engine=engine)
     with pytest.raises(ValidationFailed):
         review.decide(held.id, "ann", {"verdict": "reject", "reason": "nope"}, engine=engine)
-    with db.reading(engine) as s:
+    with store.read(engine) as tx, tx.session as s:
         assert s.scalars(select(Review)).all() == []
     assert items.get(held.id, engine=engine).status == "in_review"
 
@@ -167,7 +182,7 @@ def test_undo_within_window(engine, queue, fake_clock):
     back = review.undo(rv.id, "ann", engine=engine)
     assert back.status == "in_review" and back.lease_holder == "ann"
     assert items.get(held.id, engine=engine).decision is None
-    with db.reading(engine) as s:
+    with store.read(engine) as tx, tx.session as s:
         assert s.get(Review, rv.id).undone_at is not None  # kept, marked
     with pytest.raises(Conflict):
         review.undo(rv.id, "ann", engine=engine)

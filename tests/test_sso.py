@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reviewqueue import db, queues, users
+from reviewqueue import queues, store, users
 
 from .conftest import CHROMIUM, LocalServer, free_port, quiet_handler, streamlit_app
 
@@ -40,18 +40,26 @@ class Provider(LocalServer):
                 url = urllib.parse.urlparse(self.path)
                 q = dict(urllib.parse.parse_qsl(url.query))
                 if url.path == "/.well-known/openid-configuration":
-                    return self._json({
-                        "issuer": outer.base, "authorization_endpoint": outer.base + "/authorize",
-                        "token_endpoint": outer.base + "/token", "jwks_uri": outer.base + "/jwks",
-                        "userinfo_endpoint": outer.base + "/userinfo", "response_types_supported": ["code"],
-                        "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"],
-                    })
+                    return self._json(
+                        {
+                            "issuer": outer.base,
+                            "authorization_endpoint": outer.base + "/authorize",
+                            "token_endpoint": outer.base + "/token",
+                            "jwks_uri": outer.base + "/jwks",
+                            "userinfo_endpoint": outer.base + "/userinfo",
+                            "response_types_supported": ["code"],
+                            "subject_types_supported": ["public"],
+                            "id_token_signing_alg_values_supported": ["RS256"],
+                        }
+                    )
                 if url.path == "/jwks":
                     return self._json({"keys": [outer.key.as_dict(private=False)]})
                 if url.path == "/authorize":
                     code = f"code-{len(outer.codes)}"
                     outer.codes[code] = (q.get("nonce"), q["client_id"])
-                    target = q["redirect_uri"] + "?" + urllib.parse.urlencode({"code": code, "state": q["state"]})
+                    target = (
+                        q["redirect_uri"] + "?" + urllib.parse.urlencode({"code": code, "state": q["state"]})
+                    )
                     self.send_response(302)
                     self.send_header("Location", target)
                     self.end_headers()
@@ -63,18 +71,29 @@ class Provider(LocalServer):
             def do_POST(self):
                 from joserfc import jwt
 
-                form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers["Content-Length"])).decode()))
+                form = dict(
+                    urllib.parse.parse_qsl(self.rfile.read(int(self.headers["Content-Length"])).decode())
+                )
                 nonce, client_id = outer.codes.pop(form.get("code"), (None, None))
                 if client_id is None:
                     return self._json({"error": "invalid_grant"}, 400)
                 now = int(time.time())
-                claims = {"iss": outer.base, "sub": "maria-1", "aud": client_id, "iat": now, "exp": now + 600,
-                          "email": outer.email, "email_verified": True, "name": "Maria"}
+                claims = {
+                    "iss": outer.base,
+                    "sub": "maria-1",
+                    "aud": client_id,
+                    "iat": now,
+                    "exp": now + 600,
+                    "email": outer.email,
+                    "email_verified": True,
+                    "name": "Maria",
+                }
                 if nonce:
                     claims["nonce"] = nonce
                 token = jwt.encode({"alg": "RS256", "kid": "test-key"}, claims, outer.key)
-                return self._json({"access_token": "at", "token_type": "Bearer", "expires_in": 600,
-                                   "id_token": token})
+                return self._json(
+                    {"access_token": "at", "token_type": "Bearer", "expires_in": 600, "id_token": token}
+                )
 
         super().__init__(Handler)
         self.start()
@@ -84,8 +103,8 @@ class Provider(LocalServer):
 def sso_app(tmp_path):
     provider = Provider("maria@example.com")
     url = f"sqlite:///{tmp_path / 'sso.db'}"
-    engine = db.make_engine(url)
-    db.upgrade(engine)
+    engine = store.make_engine(url)
+    store.upgrade(engine)
     users.add("maria", role="reviewer", email="maria@example.com", engine=engine)
     queues.create("support", engine=engine)
     engine.dispose()

@@ -18,11 +18,24 @@ def app(db_url, engine):
     st.cache_resource.clear()
     users.add("rita", role="reviewer", password="rita-password", engine=engine)
     users.add("adam", role="admin", password="adam-password", engine=engine)
-    queues.create("support", {"threshold": 0.8, "audit_rate": 0.0, "lease_seconds": 60,
-                              "reject_reasons": ["incorrect", "harmful"]}, engine=engine)
-    queues.create("tickets", {"threshold": 0.8, "audit_rate": 0.0, "labels": ["billing", "bug"],
-                              "reject_reasons": ["spam"]}, engine=engine)
-    ingest.submit_many([item(i, confidence=0.1 * (i + 1), output=f"draft answer {i}") for i in range(3)], engine=engine)
+    queues.create(
+        "support",
+        {
+            "threshold": 0.8,
+            "audit_rate": 0.0,
+            "lease_seconds": 60,
+            "reject_reasons": ["incorrect", "harmful"],
+        },
+        engine=engine,
+    )
+    queues.create(
+        "tickets",
+        {"threshold": 0.8, "audit_rate": 0.0, "labels": ["billing", "bug"], "reject_reasons": ["spam"]},
+        engine=engine,
+    )
+    ingest.submit_many(
+        [item(i, confidence=0.1 * (i + 1), output=f"draft answer {i}") for i in range(3)], engine=engine
+    )
     yield AppTest.from_file(APP, default_timeout=30)
     st.cache_resource.clear()
 
@@ -47,8 +60,10 @@ def pick_queue(at: AppTest, name: str) -> AppTest:
 
 def current_id(at: AppTest) -> str:
     item = at.session_state["rq_item"]
-    assert item is not None, (f"no item on screen; exceptions: {[e.value for e in at.exception]}, "
-                              f"errors: {[e.value for e in at.error]}, text: {[t.value for t in at.text]}")
+    assert item is not None, (
+        f"no item on screen; exceptions: {[e.value for e in at.exception]}, "
+        f"errors: {[e.value for e in at.error]}, text: {[t.value for t in at.text]}"
+    )
     return item["id"]
 
 
@@ -103,8 +118,16 @@ def test_correct_shows_diff_then_saves(app, engine):
 
 
 def test_correct_label_in_classification_queue(app, engine):
-    ingest.submit({"queue": "tickets", "input": "app crashes", "output": "billing", "predicted_label": "billing",
-                   "confidence": 0.2}, engine=engine)
+    ingest.submit(
+        {
+            "queue": "tickets",
+            "input": "app crashes",
+            "output": "billing",
+            "predicted_label": "billing",
+            "confidence": 0.2,
+        },
+        engine=engine,
+    )
     sign_in(app)
     pick_queue(app, "tickets")
     first = current_id(app)
@@ -125,7 +148,11 @@ def test_reject_needs_reason(app, engine):
     app.text_input(key=f"comment-{first}").input("unsafe advice")
     button(app, "Reject").click().run()
     got = items.get(first, engine=engine)
-    assert got.status == "rejected" and got.decision.reason == "harmful" and got.decision.comment == "unsafe advice"
+    assert (
+        got.status == "rejected"
+        and got.decision.reason == "harmful"
+        and got.decision.comment == "unsafe advice"
+    )
 
 
 def test_skip_releases(app, engine):

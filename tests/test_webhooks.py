@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from reviewqueue import ingest, review, webhooks
+from reviewqueue import ingest, outbox, review, webhooks
 
 from .conftest import LocalServer, free_port, item, quiet_handler
 
@@ -80,7 +80,7 @@ def test_worker_restart_picks_up_leased_deliveries(engine, queue, fake_clock):
     port = free_port()
     webhooks.add("support", f"http://127.0.0.1:{port}/hook", engine=engine)
     decide_one(engine)
-    leased = webhooks._lease_due(engine, 10)  # the "crashed" worker took it and never reported
+    leased = outbox.lease_due(engine, 10, webhooks.LEASE)  # the "crashed" worker took it and never reported
     assert len(leased) == 1
     with Receiver(port) as rx:
         assert webhooks.deliver_due(engine=engine) == 0  # still leased

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from ..errors import AuthenticationFailed, ReviewQueueError
+from ..errors import AuthenticationFailed, QueueNotFound, ReviewQueueError
 
 log = logging.getLogger("reviewqueue.api")
 
@@ -24,11 +24,18 @@ def _clean(errors) -> list[dict]:
     return out
 
 
+def _with_hint(exc: ReviewQueueError):
+    """The error's detail, with what an API client can do about it."""
+    if isinstance(exc, QueueNotFound) and exc.detail == exc.message:
+        return f"{exc.message}; an admin token creates it with PUT /v1/queues/{exc.name}"
+    return exc.detail
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ReviewQueueError)
     async def domain_error(_request: Request, exc: ReviewQueueError):
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationFailed) else None
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        return JSONResponse({"detail": _with_hint(exc)}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError):

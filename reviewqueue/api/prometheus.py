@@ -12,7 +12,9 @@ from .. import metrics
 
 REGISTRY = CollectorRegistry()
 LATENCY = Histogram(
-    "reviewqueue_http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"],
+    "reviewqueue_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
@@ -44,7 +46,9 @@ class Timing:
             await self.app(scope, receive, capture)
         finally:
             route = scope.get("route")
-            observe(scope["method"], getattr(route, "path", "unmatched"), status[0], time.perf_counter() - start)
+            observe(
+                scope["method"], getattr(route, "path", "unmatched"), status[0], time.perf_counter() - start
+            )
 
 
 class _QueueCollector:
@@ -54,19 +58,25 @@ class _QueueCollector:
     def collect(self):
         if self.engine is None:
             return
-        ingested = CounterMetricFamily("reviewqueue_items_ingested", "Items ingested", labels=["queue", "route"])
+        ingested = CounterMetricFamily(
+            "reviewqueue_items_ingested", "Items ingested", labels=["queue", "route"]
+        )
         for (queue, route), n in metrics.ingested_by_route(engine=self.engine).items():
             ingested.add_metric([queue, route], n)
         yield ingested
-        decided = CounterMetricFamily("reviewqueue_decisions", "Decisions (not undone)", labels=["queue", "verdict"])
+        decided = CounterMetricFamily(
+            "reviewqueue_decisions", "Decisions (not undone)", labels=["queue", "verdict"]
+        )
         for (queue, verdict), n in metrics.decisions_by_verdict(engine=self.engine).items():
             decided.add_metric([queue, verdict], n)
         yield decided
         backlog = metrics.backlog(engine=self.engine)
-        waiting = GaugeMetricFamily("reviewqueue_backlog_items", "Items waiting for review (pending or in review)",
-                                    labels=["queue"])
-        oldest = GaugeMetricFamily("reviewqueue_oldest_pending_age_seconds", "Age of the oldest waiting item",
-                                   labels=["queue"])
+        waiting = GaugeMetricFamily(
+            "reviewqueue_backlog_items", "Items waiting for review (pending or in review)", labels=["queue"]
+        )
+        oldest = GaugeMetricFamily(
+            "reviewqueue_oldest_pending_age_seconds", "Age of the oldest waiting item", labels=["queue"]
+        )
         for queue, b in backlog.items():
             waiting.add_metric([queue], b["waiting"])
             oldest.add_metric([queue], b["oldest_age_seconds"])

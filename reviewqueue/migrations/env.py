@@ -1,4 +1,4 @@
-"""Alembic environment. Runs on the connection handed over by ``reviewqueue.db.upgrade``
+"""Alembic environment. Runs on the connection handed over by ``reviewqueue.store.upgrade``
 (or opens one from ``sqlalchemy.url`` when alembic is run by hand)."""
 
 from alembic import context
@@ -6,7 +6,7 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from reviewqueue import models  # noqa: F401  (registers the tables)
-from reviewqueue.db import make_engine
+from reviewqueue.store import make_engine
 
 target_metadata = SQLModel.metadata
 config = context.config

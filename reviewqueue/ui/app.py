@@ -8,8 +8,12 @@ from reviewqueue.errors import ReviewQueueError
 from reviewqueue.ui import admin_page, browse_page, dashboard_page, exports_page, review_page
 from reviewqueue.ui.common import engine, is_admin, user
 
-PAGES = {"Review": review_page.render, "Browse": browse_page.render, "Dashboard": dashboard_page.render,
-         "Exports": exports_page.render}
+PAGES = {
+    "Review": review_page.render,
+    "Browse": browse_page.render,
+    "Dashboard": dashboard_page.render,
+    "Exports": exports_page.render,
+}
 
 
 def _sso_configured() -> bool:

@@ -10,8 +10,8 @@ import streamlit as st
 
 from reviewqueue import events, items, queues
 from reviewqueue.errors import ReviewQueueError
-from reviewqueue.models import ITEM_STATUSES
 from reviewqueue.ui.common import as_text, engine, show
+from reviewqueue.vocab import Status, Verdict
 
 PAGE_SIZE = 50
 COUNT_CAP = 100_000
@@ -23,8 +23,8 @@ def render() -> None:
     with st.form("filters"):
         c1, c2, c3 = st.columns(3)
         qs = c1.multiselect("Queues", queues.names(engine=eng))
-        statuses = c2.multiselect("Status", list(ITEM_STATUSES))
-        verdicts = c3.multiselect("Verdict", ["approve", "correct", "reject"])
+        statuses = c2.multiselect("Status", list(Status))
+        verdicts = c3.multiselect("Verdict", list(Verdict))
         c4, c5, c6 = st.columns(3)
         model = c4.text_input("Model")
         version = c5.text_input("Model version")
@@ -34,9 +34,13 @@ def render() -> None:
         text = c8.text_input("Search input and output")
         st.form_submit_button("Apply filters")
     flt = items.ItemFilter(
-        queues=qs or None, statuses=statuses or None, verdicts=verdicts or None,
-        models=[model] if model else None, model_versions=[version] if version else None,
-        min_confidence=conf[0] if conf[0] > 0 else None, max_confidence=conf[1] if conf[1] < 1 else None,
+        queues=qs or None,
+        statuses=statuses or None,
+        verdicts=verdicts or None,
+        models=[model] if model else None,
+        model_versions=[version] if version else None,
+        min_confidence=conf[0] if conf[0] > 0 else None,
+        max_confidence=conf[1] if conf[1] < 1 else None,
         created_from=datetime.combine(dates[0], time.min, tzinfo=UTC) if len(dates) >= 1 else None,
         created_to=datetime.combine(dates[1], time.max, tzinfo=UTC) if len(dates) == 2 else None,
         text=text or None,
@@ -46,11 +50,22 @@ def render() -> None:
     shown = f"{total:,}" if total < COUNT_CAP else f"more than {COUNT_CAP:,}"
     page = st.number_input(f"Page (of {pages:,}; {shown} matching items)", 1, pages, 1)
     rows = items.page(flt, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, engine=eng)
-    table = pd.DataFrame([{
-        "id": r.id, "queue": r.queue, "status": r.status, "route": r.route, "confidence": round(r.confidence, 3),
-        "model": r.model, "version": r.model_version, "created": r.created_at,
-        "output": as_text(r.output)[:120],
-    } for r in rows])
+    table = pd.DataFrame(
+        [
+            {
+                "id": r.id,
+                "queue": r.queue,
+                "status": r.status,
+                "route": r.route,
+                "confidence": round(r.confidence, 3),
+                "model": r.model,
+                "version": r.model_version,
+                "created": r.created_at,
+                "output": as_text(r.output)[:120],
+            }
+            for r in rows
+        ]
+    )
     if table.empty:
         st.info("No items match these filters.")
         return
@@ -67,10 +82,17 @@ def _detail(item_id: str) -> None:
         st.error(str(exc))
         return
     st.subheader("Item")
-    st.dataframe(pd.DataFrame([{
-        "field": k, "value": str(v)} for k, v in it.model_dump(exclude={"input", "output", "context", "metadata",
-                                                                          "decision"}).items()]),
-        hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {"field": k, "value": str(v)}
+                for k, v in it.model_dump(
+                    exclude={"input", "output", "context", "metadata", "decision"}
+                ).items()
+            ]
+        ),
+        hide_index=True,
+    )
     st.text("Input")
     show(it.input)
     st.text("Output")
@@ -87,6 +109,19 @@ def _detail(item_id: str) -> None:
     else:
         st.text("not decided")
     st.text("History")
-    st.dataframe(pd.DataFrame([{"at": e.at, "actor": e.actor, "event": e.kind, "before": str(e.before or ""),
-                                "after": str(e.after or "")} for e in events.history(item_id, engine=engine())]),
-                 hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "at": e.at,
+                    "actor": e.actor,
+                    "event": e.kind,
+                    "before": str(e.before or ""),
+                    "after": str(e.after or ""),
+                }
+                for e in events.history(item_id, engine=engine())
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )

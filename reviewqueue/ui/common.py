@@ -10,14 +10,15 @@ from typing import Any
 
 import streamlit as st
 
-from reviewqueue import db
+from reviewqueue import store
 from reviewqueue.settings import get_settings
+from reviewqueue.vocab import Role
 
 
 @st.cache_resource
 def _engine(url: str):
-    engine = db.get_engine(url)
-    db.upgrade(engine)
+    engine = store.get_engine(url)
+    store.upgrade(engine)
     return engine
 
 
@@ -28,7 +29,9 @@ def engine():
 def as_text(value: Any) -> str:
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    return (
+        value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    )
 
 
 def show(value: Any) -> None:
@@ -55,4 +58,4 @@ def user():
 
 def is_admin() -> bool:
     u = user()
-    return bool(u and u["role"] == "admin")
+    return bool(u and u["role"] == Role.ADMIN)

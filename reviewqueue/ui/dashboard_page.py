@@ -29,5 +29,7 @@ def render() -> None:
     if not ttd:
         st.text("No decisions yet.")
     else:
-        st.dataframe(pd.DataFrame([{"queue": q, "median minutes": round(s / 60, 1)} for q, s in ttd.items()]),
-                     hide_index=True)
+        st.dataframe(
+            pd.DataFrame([{"queue": q, "median minutes": round(s / 60, 1)} for q, s in ttd.items()]),
+            hide_index=True,
+        )

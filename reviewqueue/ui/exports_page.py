@@ -10,6 +10,7 @@ import streamlit as st
 from reviewqueue import export, queues
 from reviewqueue.errors import ReviewQueueError
 from reviewqueue.ui.common import engine, user
+from reviewqueue.vocab import Verdict
 
 
 def render() -> None:
@@ -20,12 +21,18 @@ def render() -> None:
         fmt = c1.selectbox("Format", list(export.FORMATS))
         qs = c2.multiselect("Queues (default: all)", queues.names(engine=eng))
         week = c3.text_input("ISO week (e.g. 2026-W47; empty: since the last export)")
-        verdicts = st.multiselect("Verdicts (default: all)", ["approve", "correct", "reject"])
+        verdicts = st.multiselect("Verdicts (default: all)", list(Verdict))
         run = st.form_submit_button("Run export", type="primary")
     if run:
         try:
-            results = export.export(fmt=fmt, queues=qs or None, week_spec=week.strip() or None,
-                                    verdicts=verdicts or None, actor=user()["name"], engine=eng)
+            results = export.export(
+                fmt=fmt,
+                queues=qs or None,
+                week_spec=week.strip() or None,
+                verdicts=verdicts or None,
+                actor=user()["name"],
+                engine=eng,
+            )
         except ReviewQueueError as exc:
             st.error(str(exc))
         else:
@@ -36,10 +43,34 @@ def render() -> None:
     if not runs:
         st.text("No exports yet.")
         return
-    st.dataframe(pd.DataFrame([{"id": r.id, "queue": r.queue, "format": r.format, "mode": r.mode, "since": r.since,
-                                "until": r.until, "rows": r.rows, "file": r.path} for r in runs]),
-                 hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "id": r.id,
+                    "queue": r.queue,
+                    "format": r.format,
+                    "mode": r.mode,
+                    "since": r.since,
+                    "until": r.until,
+                    "rows": r.rows,
+                    "file": r.path,
+                }
+                for r in runs
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
     available = [r for r in runs if Path(r.path).exists()]
     if available:
-        pick = st.selectbox("Download", available, format_func=lambda r: f"#{r.id} {r.queue} {Path(r.path).parent.name} {r.format}")
-        st.download_button("Download file", Path(pick.path).read_bytes(), file_name=f"{pick.queue}-{Path(pick.path).parent.name}-{Path(pick.path).name}")
+        pick = st.selectbox(
+            "Download",
+            available,
+            format_func=lambda r: f"#{r.id} {r.queue} {Path(r.path).parent.name} {r.format}",
+        )
+        st.download_button(
+            "Download file",
+            Path(pick.path).read_bytes(),
+            file_name=f"{pick.queue}-{Path(pick.path).parent.name}-{Path(pick.path).name}",
+        )

@@ -9,18 +9,18 @@ import time
 import pandas as pd
 import streamlit as st
 
-from reviewqueue import queues, review
+from reviewqueue import queues, review, store
 from reviewqueue.errors import Conflict, LeaseLost, ReviewQueueError
 from reviewqueue.schemas import ItemOut
-from reviewqueue.settings import get_settings
 from reviewqueue.textdiff import word_diff
 from reviewqueue.ui.common import age, as_text, engine, show, user
+from reviewqueue.vocab import WAITING, Route, Status, Verdict
 
 ROUTE_TEXT = {
-    "below_threshold": "confidence below the queue's threshold",
-    "label_threshold": "confidence below this label's threshold",
-    "audit_sample": "random audit sample (confidence above threshold)",
-    "auto_accepted": "auto-accepted",
+    Route.BELOW_THRESHOLD: "confidence below the queue's threshold",
+    Route.LABEL_THRESHOLD: "confidence below this label's threshold",
+    Route.AUDIT_SAMPLE: "random audit sample (confidence above threshold)",
+    Route.AUTO_ACCEPTED: "auto-accepted",
 }
 KEYS = "Keys: A approve · Ctrl+Enter submit correction · X reject · S skip · U undo"
 
@@ -95,10 +95,19 @@ def render() -> None:
     # Counts change on every run, so they stay out of the options: a widget whose
     # options change is a new widget to Streamlit, and would lose the selection.
     st.dataframe(
-        pd.DataFrame([{"queue": q.name, "pending": q.counts.get("pending", 0),
-                       "in review": q.counts.get("in_review", 0), "oldest waiting": age(q.oldest_pending_at)}
-                      for q in overview]),
-        hide_index=True, height=min(36 * (len(overview) + 1) + 3, 220),
+        pd.DataFrame(
+            [
+                {
+                    "queue": q.name,
+                    "pending": q.counts.get(Status.PENDING, 0),
+                    "in review": q.counts.get(Status.IN_REVIEW, 0),
+                    "oldest waiting": age(q.oldest_pending_at),
+                }
+                for q in overview
+            ]
+        ),
+        hide_index=True,
+        height=min(36 * (len(overview) + 1) + 3, 220),
     )
     choice = st.selectbox("Queue", names, index=index, placeholder="Choose a queue")
     if choice is None:
@@ -118,7 +127,7 @@ def render() -> None:
     if ss.rq_item is None or ss.rq_item["queue"] != choice:
         _claim(choice)
     item = ss.rq_item
-    left = q.counts.get("pending", 0) + q.counts.get("in_review", 0)
+    left = sum(q.counts.get(s, 0) for s in WAITING)
     st.text(f"Decided this session: {ss.rq_done} · waiting in {choice}: {left}")
     _undo_button()
     if item is None:
@@ -168,8 +177,13 @@ def _decision_form(q, item: dict) -> None:
             default = q.labels.index(item["predicted_label"]) if item["predicted_label"] in q.labels else None
             label = st.selectbox("Label", q.labels, index=default, key=f"label-{item['id']}")
         draft = st.text_area("Corrected output", original, height=180, key=f"edit-{item['id']}")
-        reason = st.selectbox("Reject reason", q.reject_reasons, index=None, placeholder="Pick a reason to reject",
-                              key=f"reason-{item['id']}")
+        reason = st.selectbox(
+            "Reject reason",
+            q.reject_reasons,
+            index=None,
+            placeholder="Pick a reason to reject",
+            key=f"reason-{item['id']}",
+        )
         comment = st.text_input("Comment (optional)", key=f"comment-{item['id']}")
         c1, c2, c3, c4 = st.columns(4)
         approve = c1.form_submit_button("Approve", type="primary", shortcut="A", width="stretch")
@@ -185,9 +199,9 @@ def _decision_form(q, item: dict) -> None:
     elapsed = round(time.monotonic() - ss.get("rq_started", time.monotonic()), 1)
     decision = None
     if approve:
-        decision = {"verdict": "approve", "comment": comment or None}
+        decision = {"verdict": Verdict.APPROVE, "comment": comment or None}
     elif reject:
-        decision = {"verdict": "reject", "reason": reason, "comment": comment or None}
+        decision = {"verdict": Verdict.REJECT, "reason": reason, "comment": comment or None}
     elif correct:
         final_output = draft
         if not isinstance(item["output"], str):
@@ -201,8 +215,12 @@ def _decision_form(q, item: dict) -> None:
         if output_changed and ss.rq_preview != (item["id"], draft):
             ss.rq_preview = (item["id"], draft)  # show the diff first; the next press submits
             st.rerun()
-        decision = {"verdict": "correct", "final_output": final_output if output_changed else None,
-                    "final_label": changed_label, "comment": comment or None}
+        decision = {
+            "verdict": Verdict.CORRECT,
+            "final_output": final_output if output_changed else None,
+            "final_label": changed_label,
+            "comment": comment or None,
+        }
     elif skip:
         try:
             review.release(item["id"], user()["name"], engine=engine())
@@ -232,7 +250,7 @@ def _decision_form(q, item: dict) -> None:
 def _undo_button() -> None:
     ss = _state()
     last = ss.rq_last_review
-    if not last or time.monotonic() - last["at"] > get_settings().undo_seconds:
+    if not last or time.monotonic() - last["at"] > store.settings_of(engine()).undo_seconds:
         return
     if st.button(f"Undo last decision ({last['verdict']})", shortcut="U"):
         try:

@@ -1,0 +1,87 @@
+"""Items: post model outputs (one, or a batch) and read them back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from ... import ingest, items
+from ...items import ItemFilter
+from ...schemas import QUEUE_NAME_PATTERN, ItemIn, ItemOut, SubmitResult
+from ...vocab import Scope, Status
+from ..deps import Caller, Engine, ItemId, Writes
+
+router = APIRouter(prefix="/v1/items", tags=["items"])
+
+
+class BatchIn(BaseModel):
+    items: list[ItemIn] = Field(
+        min_length=1, max_length=1000, description="Up to 1,000 items, stored atomically."
+    )
+
+
+class BatchOut(BaseModel):
+    results: list[SubmitResult]
+
+
+class ItemPage(BaseModel):
+    items: list[ItemOut]
+    next_cursor: str | None
+
+
+@router.post(
+    "",
+    response_model=SubmitResult,
+    status_code=201,
+    tags=["ingest"],
+    responses={200: {"description": "Seen before: the stored item, with duplicate=true"}},
+)
+async def post_item(body: ItemIn, who: Caller, writes: Writes, request: Request):
+    who.require(Scope.INGEST)
+    who.require_queue(body.queue)
+    # Single posts arriving together are stored with one insert (ingest.submit_each).
+    result = await writes.run_combined(request.app.state.submit_each, (body, who.actor))
+    return JSONResponse(result.as_dict(), status_code=200 if result.duplicate else 201)
+
+
+@router.post("/batch", response_model=BatchOut, tags=["ingest"])
+def post_batch(body: BatchIn, who: Caller, engine: Engine):
+    who.require(Scope.INGEST)
+    for name in {i.queue for i in body.items}:
+        who.require_queue(name)
+    results = ingest.submit_many(body.items, actor=who.actor, engine=engine)
+    return JSONResponse({"results": [r.as_dict() for r in results]})
+
+
+@router.get("/{item_id}", response_model=ItemOut)
+def get_item(item_id: ItemId, who: Caller, engine: Engine):
+    who.require(Scope.READ)
+    item = items.get(item_id, engine=engine)
+    who.require_queue(item.queue)
+    return item
+
+
+@router.get("", response_model=ItemPage)
+def list_items(
+    who: Caller,
+    engine: Engine,
+    queue: Annotated[str | None, Query(pattern=QUEUE_NAME_PATTERN)] = None,
+    status: Status | None = None,
+    updated_since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+):
+    who.require(Scope.READ)
+    if queue:
+        who.require_queue(queue)
+    flt = ItemFilter(
+        queues=[queue] if queue else who.allowed_queues(),
+        statuses=[status] if status else None,
+        updated_since=updated_since,
+    )
+    page, next_cursor = items.poll(flt, limit=limit, cursor=cursor, engine=engine)
+    return {"items": page, "next_cursor": next_cursor}

@@ -1,0 +1,57 @@
+"""Reviewing over HTTP: claim the next item, release it, decide it. The caller acts as
+its review token's user. Writes go through the app's group commit."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+
+from ... import items, review, tokens
+from ...schemas import DecisionIn, ItemOut
+from ...vocab import Scope
+from ..deps import Caller, Engine, ItemId, QueueName, Writes
+
+router = APIRouter(prefix="/v1", tags=["review"])
+
+
+def _json(model: BaseModel) -> Response:
+    # These routes return a model the domain already validated: serialise it once,
+    # instead of FastAPI validating it again against the response_model.
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+def _queue_checked(who: tokens.Principal, item_id: str, fn, *args, engine, **kwargs):
+    """``fn`` after checking that a queue-limited token may act on the item's queue."""
+    if who.queues:
+        who.require_queue(items.get(item_id, engine=engine).queue)
+    return fn(*args, engine=engine, **kwargs)
+
+
+@router.post(
+    "/queues/{name}/claim", response_model=ItemOut, responses={204: {"description": "Nothing is waiting"}}
+)
+async def claim(name: QueueName, who: Caller, writes: Writes, engine: Engine):
+    who.require(Scope.REVIEW)
+    who.require_queue(name)
+    item = await writes.run(review.claim_next, name, who.actor, engine=engine)
+    if item is None:
+        return Response(status_code=204)
+    return _json(item)
+
+
+@router.post("/items/{item_id}/release", response_model=ItemOut)
+async def release(item_id: ItemId, who: Caller, writes: Writes, engine: Engine):
+    who.require(Scope.REVIEW)
+    return _json(
+        await writes.run(_queue_checked, who, item_id, review.release, item_id, who.actor, engine=engine)
+    )
+
+
+@router.post("/items/{item_id}/decision", response_model=ItemOut)
+async def decide(item_id: ItemId, body: DecisionIn, who: Caller, writes: Writes, engine: Engine):
+    who.require(Scope.REVIEW)
+    return _json(
+        await writes.run(
+            _queue_checked, who, item_id, review.decide_item, item_id, who.actor, body, engine=engine
+        )
+    )

@@ -1,0 +1,120 @@
+"""Claims: which reviewer holds which item, and until when.
+
+- A reviewer claims the most urgent pending item of a queue (higher priority, then
+  lower confidence, then older: ``items.claim_order``) and holds it for the queue's
+  ``lease_seconds``. No two reviewers ever hold the same item: the claim is one
+  statement that locks what it takes (``store/queries.py``), and
+  ``tests/test_concurrency.py`` counts it on both databases.
+- A reviewer who already holds a live lease in the queue gets that item back, renewed.
+- Expired leases are swept back to ``pending`` (an ``item.lease_expired`` event) by the
+  next claim in their queue.
+- Only the holder may renew, release (skip) or decide an item (:func:`held_item`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from . import clock, events, store
+from .errors import Conflict, ItemNotFound, LeaseLost, QueueNotFound
+from .items import to_out
+from .schemas import ItemOut
+from .store import queries
+from .vocab import DECIDED, EventKind, Status
+
+
+def claim_next(queue: str, reviewer: str, *, exclude: list[str] | tuple = (), engine=None) -> ItemOut | None:
+    """Lease the most urgent pending item of ``queue`` to ``reviewer``; ``None`` when
+    nothing is waiting. ``exclude`` passes over items (those the reviewer skipped)."""
+    with store.write(engine) as tx:
+        rules = queries.QUEUE_RULES.first(tx, {"queue": queue})
+        if rules is None:
+            raise QueueNotFound(queue)
+        # The clock is read after the transaction's first statement: see decisions._decide.
+        now = clock.now()
+        expires = now + timedelta(seconds=rules.lease_seconds)
+        own = _sweep_leases(tx, queue, reviewer, now)
+        if own is not None:
+            return to_out(queries.RENEW.first(tx, {"item_id": own, "expires": expires, "now": now}))
+        params = {"queue": queue, "reviewer": reviewer, "expires": expires, "now": now}
+        if exclude:
+            row = queries.LEASE_NEXT_EXCLUDING.first(tx, {**params, "exclude": list(exclude)})
+        else:
+            row = queries.LEASE_NEXT.first(tx, params)
+        if row is None:
+            return None
+        events.record(
+            tx,
+            EventKind.ITEM_CLAIMED,
+            reviewer,
+            item_id=row.id,
+            queue=queue,
+            before={"status": Status.PENDING},
+            after={"status": Status.IN_REVIEW, "lease_expires_at": clock.iso(expires)},
+            at=now,
+        )
+        return to_out(row)
+
+
+def _sweep_leases(tx: store.Tx, queue: str, reviewer: str, now) -> str | None:
+    """Put the queue's expired leases back; return the id of ``reviewer``'s live lease."""
+    leased = queries.LEASES.rows(tx, {"queue": queue, "reviewer": reviewer, "now": now})
+    for row in leased:
+        if row.lease_holder == reviewer and row.lease_expires_at > now:
+            return row.id
+    for row in leased:  # all expired
+        queries.EXPIRE.run(tx, {"item_id": row.id, "now": now})
+        events.record(
+            tx,
+            EventKind.ITEM_LEASE_EXPIRED,
+            "system",
+            item_id=row.id,
+            queue=queue,
+            before={"status": Status.IN_REVIEW, "lease_holder": row.lease_holder},
+            after={"status": Status.PENDING},
+            at=now,
+        )
+    return None
+
+
+def held_item(tx: store.Tx, item_id: str, reviewer: str, statement=queries.ITEM_FOR_UPDATE):
+    """The item row, locked, if ``reviewer`` holds its lease; otherwise why not."""
+    row = statement.first(tx, {"item_id": item_id})
+    if row is None:
+        raise ItemNotFound(item_id)
+    if row.status in DECIDED:
+        raise Conflict(f"item {item_id} was already decided ({row.status}); nothing to do")
+    if row.status != Status.IN_REVIEW or row.lease_holder != reviewer:
+        if row.status in (Status.IN_REVIEW, Status.PENDING):
+            holder = f" and is now held by {row.lease_holder}" if row.lease_holder else ""
+            raise LeaseLost(f"you do not hold item {item_id}: its lease expired{holder}")
+        raise LeaseLost(f"item {item_id} is {row.status} and cannot be reviewed")
+    return row
+
+
+def renew(item_id: str, reviewer: str, *, engine=None) -> ItemOut:
+    """Extend the reviewer's lease (the review app does this while the reviewer works)."""
+    with store.write(engine) as tx:
+        item = held_item(tx, item_id, reviewer)
+        now = clock.now()
+        expires = now + timedelta(seconds=queries.QUEUE_RULES.first(tx, {"queue": item.queue}).lease_seconds)
+        return to_out(queries.RENEW.first(tx, {"item_id": item_id, "expires": expires, "now": now}))
+
+
+def release(item_id: str, reviewer: str, *, engine=None) -> ItemOut:
+    """Give the item back to the queue (the reviewer skips it)."""
+    with store.write(engine) as tx:
+        held_item(tx, item_id, reviewer)
+        now = clock.now()
+        row = queries.RELEASE.first(tx, {"item_id": item_id, "now": now})
+        events.record(
+            tx,
+            EventKind.ITEM_RELEASED,
+            reviewer,
+            item_id=item_id,
+            queue=row.queue,
+            before={"status": Status.IN_REVIEW},
+            after={"status": Status.PENDING},
+            at=now,
+        )
+        return to_out(row)

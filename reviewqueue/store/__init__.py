@@ -1,0 +1,42 @@
+"""The storage layer: the only code that talks to SQLAlchemy's engines and the drivers.
+
+- ``engine.py``: engines for SQLite and PostgreSQL, with the settings they were made with;
+- ``transactions.py``: units of work (:func:`write`, :func:`read`, :func:`group`) and
+  SQLite's write gate;
+- ``sql.py`` and ``queries.py``: the hot statements as named SQL, run on the driver's
+  cursor, and how values are stored;
+- ``stream.py``: bulk reads for exports, and the settled moment of PostgreSQL;
+- ``migrate.py``: Alembic migrations.
+
+Domain modules import from here (``from . import store``), never from the submodules'
+internals, and never reach for a driver connection themselves (``tests/test_layers.py``).
+"""
+
+from .engine import dispose, dispose_engines, get_engine, is_sqlite, make_engine, normalise_url, settings_of
+from .migrate import current_revision, downgrade, upgrade
+from .sql import Query, sqlite_time, time_param
+from .stream import ping, settled_before, stream_tuples
+from .transactions import Tx, group, read, write
+
+__all__ = [
+    "Query",
+    "Tx",
+    "current_revision",
+    "dispose",
+    "dispose_engines",
+    "downgrade",
+    "get_engine",
+    "group",
+    "is_sqlite",
+    "make_engine",
+    "normalise_url",
+    "ping",
+    "read",
+    "settings_of",
+    "settled_before",
+    "sqlite_time",
+    "stream_tuples",
+    "time_param",
+    "upgrade",
+    "write",
+]
