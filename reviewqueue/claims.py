@@ -23,16 +23,24 @@ from .store import queries
 from .vocab import DECIDED, EventKind, Status
 
 
-def claim_next(queue: str, reviewer: str, *, exclude: list[str] | tuple = (), engine=None) -> ItemOut | None:
+def claim_next(
+    queue: str,
+    reviewer: str,
+    *,
+    exclude: list[str] | tuple = (),
+    lease_seconds: int | None = None,
+    engine=None,
+) -> ItemOut | None:
     """Lease the most urgent pending item of ``queue`` to ``reviewer``; ``None`` when
-    nothing is waiting. ``exclude`` passes over items (those the reviewer skipped)."""
+    nothing is waiting. ``exclude`` passes over items (those the reviewer skipped);
+    ``lease_seconds`` asks for a lease shorter than the queue's."""
     with store.write(engine) as tx:
-        rules = queries.QUEUE_RULES.first(tx, {"queue": queue})
+        rules = queries.LEASE_SECONDS.first(tx, {"queue": queue})
         if rules is None:
             raise QueueNotFound(queue)
         # The clock is read after the transaction's first statement: see decisions._decide.
         now = clock.now()
-        expires = now + timedelta(seconds=rules.lease_seconds)
+        expires = now + timedelta(seconds=_lease(rules.lease_seconds, lease_seconds))
         own = _sweep_leases(tx, queue, reviewer, now)
         if own is not None:
             return to_out(queries.RENEW.first(tx, {"item_id": own, "expires": expires, "now": now}))
@@ -92,12 +100,17 @@ def held_item(tx: store.Tx, item_id: str, reviewer: str, statement=queries.ITEM_
     return row
 
 
-def renew(item_id: str, reviewer: str, *, engine=None) -> ItemOut:
+def _lease(queue_seconds: int, asked: int | None) -> int:
+    return queue_seconds if asked is None else max(1, min(queue_seconds, asked))
+
+
+def renew(item_id: str, reviewer: str, *, lease_seconds: int | None = None, engine=None) -> ItemOut:
     """Extend the reviewer's lease (the review app does this while the reviewer works)."""
     with store.write(engine) as tx:
         item = held_item(tx, item_id, reviewer)
         now = clock.now()
-        expires = now + timedelta(seconds=queries.QUEUE_RULES.first(tx, {"queue": item.queue}).lease_seconds)
+        queue_seconds = queries.LEASE_SECONDS.first(tx, {"queue": item.queue}).lease_seconds
+        expires = now + timedelta(seconds=_lease(queue_seconds, lease_seconds))
         return to_out(queries.RENEW.first(tx, {"item_id": item_id, "expires": expires, "now": now}))
 
 

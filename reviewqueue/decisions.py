@@ -62,8 +62,19 @@ def check(rules: Rules, item, d: DecisionIn) -> tuple[Any, str | None]:
             )
         return item.output, item.predicted_label
     if d.verdict == Verdict.CORRECT:
-        final_output = item.output if d.final_output is None else d.final_output
         final_label = item.predicted_label if d.final_label is None else d.final_label
+        if d.final_output is not None:
+            final_output = d.final_output
+        elif rules.labels and item.output == item.predicted_label:
+            # A classifier whose output is its label: the corrected label is the
+            # corrected output too, so the reference never contradicts itself.
+            final_output = final_label
+        else:
+            final_output = item.output
+        if rules.labels and item.output == item.predicted_label and final_output != final_label:
+            raise invalid(
+                "final_label", "on this queue the output is the label: correct the label, not the text"
+            )
         if final_output == item.output and final_label == item.predicted_label:
             changed = "the output or the label" if rules.labels else "the output"
             raise invalid("final_output", f"a correction must change {changed}; this one changes nothing")
@@ -124,7 +135,8 @@ def _decide(item_id: str, reviewer: str, decision, engine):
             )._asdict()
         )
         status = Verdict(d.verdict).status
-        row = queries.DECIDED.first(tx, {"item_id": item_id, "status": status, "now": now})
+        changed = queries.DECIDED.first(tx, {"item_id": item_id, "status": status, "now": now})
+        row = item._replace(**changed._asdict())
         events.record(
             tx,
             EventKind.ITEM_DECIDED,
@@ -157,7 +169,9 @@ def undo(review_id: int, reviewer: str, *, engine=None) -> ItemOut:
         item = queries.ITEM_FOR_UPDATE.first(tx, {"item_id": review.item_id})
         if item.status != Verdict(review.verdict).status or item.decided_at != review.created_at:
             raise Conflict("the item changed since your decision; it cannot be undone")
-        expires = now + timedelta(seconds=queries.QUEUE_RULES.first(tx, {"queue": item.queue}).lease_seconds)
+        expires = now + timedelta(
+            seconds=queries.LEASE_SECONDS.first(tx, {"queue": item.queue}).lease_seconds
+        )
         queries.MARK_UNDONE.run(tx, {"review_id": review_id, "now": now})
         review.undone_at = now
         row = queries.UNDECIDE.first(

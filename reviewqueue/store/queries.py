@@ -18,59 +18,43 @@ from ..vocab import DeliveryStatus, Status
 from .sql import Query, time_param
 from .transactions import Tx
 
-P, R, D = Status.PENDING, Status.IN_REVIEW, Status.DISPUTED
+P, R = Status.PENDING, Status.IN_REVIEW
+
+# fmt: off
+# (The SQL is laid out for reading; the formatter would put every argument on a line.)
 
 # --- claims ---------------------------------------------------------------------------
 
-QUEUE_RULES = Query(
-    "queue_rules",
-    """
-    SELECT name, lease_seconds, labels, reject_reasons FROM queues WHERE name = :queue
-""",
-)
+LEASE_SECONDS = Query("lease_seconds", "SELECT lease_seconds FROM queues WHERE name = :queue")
 
 #: One look at a queue's leases: the reviewer's own live one, and expired ones.
-LEASES = Query(
-    "leases",
-    f"""
+LEASES = Query("leases", f"""
     SELECT id, lease_holder, lease_expires_at FROM items
     WHERE queue = :queue AND status = '{R}' AND (lease_holder = :reviewer OR lease_expires_at <= :now)
     ORDER BY claim_order @skip_locked
-""",
-)
+""")
 
-RENEW = Query(
-    "renew",
-    """
+RENEW = Query("renew", """
     UPDATE items SET lease_expires_at = :expires, updated_at = :now WHERE id = :item_id RETURNING *
-""",
-)
+""")
 
-EXPIRE = Query(
-    "expire",
-    f"""
+EXPIRE = Query("expire", f"""
     UPDATE items SET status = '{P}', lease_holder = NULL, lease_expires_at = NULL, updated_at = :now
     WHERE id = :item_id AND status = '{R}'
-""",
-)
+""")
 
 #: Pick and lease in one statement: the most urgent pending item (claim_order).
-LEASE_NEXT = Query(
-    "lease_next",
-    f"""
+LEASE_NEXT = Query("lease_next", f"""
     UPDATE items SET status = '{R}', lease_holder = :reviewer, lease_expires_at = :expires, updated_at = :now
     WHERE id = (SELECT id FROM items WHERE queue = :queue AND status = '{P}'
                 ORDER BY claim_order LIMIT 1 @skip_locked)
       AND status = '{P}'
     RETURNING *
-""",
-)
+""")
 
 #: The same, passing over items the reviewer skipped (a JSON array of ids).
-LEASE_NEXT_EXCLUDING = Query(
-    "lease_next_excluding",
-    {
-        "sqlite": f"""
+LEASE_NEXT_EXCLUDING = Query("lease_next_excluding", {
+    "sqlite": f"""
         UPDATE items SET status = '{R}', lease_holder = :reviewer, lease_expires_at = :expires, updated_at = :now
         WHERE id = (SELECT id FROM items WHERE queue = :queue AND status = '{P}'
                     AND id NOT IN (SELECT value FROM json_each(:exclude))
@@ -78,7 +62,7 @@ LEASE_NEXT_EXCLUDING = Query(
           AND status = '{P}'
         RETURNING *
     """,
-        "postgresql": f"""
+    "postgresql": f"""
         UPDATE items SET status = '{R}', lease_holder = :reviewer, lease_expires_at = :expires, updated_at = :now
         WHERE id = (SELECT id FROM items WHERE queue = :queue AND status = '{P}'
                     AND id NOT IN (SELECT jsonb_array_elements_text(:exclude))
@@ -86,123 +70,90 @@ LEASE_NEXT_EXCLUDING = Query(
           AND status = '{P}'
         RETURNING *
     """,
-    },
-    json=["exclude"],
-)
+}, json=["exclude"])
 
-RELEASE = Query(
-    "release",
-    f"""
+RELEASE = Query("release", f"""
     UPDATE items SET status = '{P}', lease_holder = NULL, lease_expires_at = NULL, updated_at = :now
     WHERE id = :item_id RETURNING *
-""",
-)
+""")
 
 # --- decisions ------------------------------------------------------------------------
 
-ITEM_FOR_UPDATE = Query(
-    "item_for_update",
-    """
-    SELECT * FROM items WHERE id = :item_id @for_update
-""",
-)
+ITEM_FOR_UPDATE = Query("item_for_update", "SELECT * FROM items WHERE id = :item_id @for_update")
 
 #: The item with its queue's rules, in one round trip (a decision needs both).
-ITEM_AND_RULES_FOR_UPDATE = Query(
-    "item_and_rules_for_update",
-    """
+ITEM_AND_RULES_FOR_UPDATE = Query("item_and_rules_for_update", """
     SELECT items.*, queues.labels AS q_labels, queues.reject_reasons AS q_reject_reasons
     FROM items JOIN queues ON queues.name = items.queue
     WHERE items.id = :item_id @for_update_of_items
-""",
-    json_columns=["q_labels", "q_reject_reasons"],
-)
+""", json_columns=["q_labels", "q_reject_reasons"])
 
-INSERT_REVIEW = Query(
-    "insert_review",
-    """
+INSERT_REVIEW = Query("insert_review", """
     INSERT INTO reviews (item_id, queue, reviewer, verdict, final_output, final_label, reason, comment,
                          seconds_spent, edit_distance, created_at)
     VALUES (:item_id, :queue, :reviewer, :verdict, :final_output, :final_label, :reason, :comment,
             :seconds_spent, :edit_distance, :now)
     RETURNING *
-""",
-    json=["final_output"],
-)
+""", json=["final_output"])
 
-DECIDED = Query(
-    "decided",
-    """
+#: Returns the columns it changes, to lay over the row the decision locked.
+DECIDED = Query("decided", """
     UPDATE items SET status = :status, lease_holder = NULL, lease_expires_at = NULL, decided_at = :now,
                      updated_at = :now
-    WHERE id = :item_id RETURNING *
-""",
-)
+    WHERE id = :item_id
+    RETURNING status, lease_holder, lease_expires_at, decided_at, updated_at
+""")
 
-REVIEW_FOR_UPDATE = Query(
-    "review_for_update",
-    """
-    SELECT * FROM reviews WHERE id = :review_id @for_update
-""",
-)
+REVIEW_FOR_UPDATE = Query("review_for_update", "SELECT * FROM reviews WHERE id = :review_id @for_update")
 
-MARK_UNDONE = Query(
-    "mark_undone",
-    """
-    UPDATE reviews SET undone_at = :now WHERE id = :review_id
-""",
-)
+MARK_UNDONE = Query("mark_undone", "UPDATE reviews SET undone_at = :now WHERE id = :review_id")
 
 #: An undone decision: the item goes back to its reviewer under a fresh lease.
-UNDECIDE = Query(
-    "undecide",
-    f"""
+UNDECIDE = Query("undecide", f"""
     UPDATE items SET status = '{R}', lease_holder = :reviewer, lease_expires_at = :expires, decided_at = NULL,
                      updated_at = :now
     WHERE id = :item_id RETURNING *
-""",
-)
+""")
 
 # --- the audit log and the outbox ----------------------------------------------------
 
-INSERT_EVENT = Query(
-    "insert_event",
-    """
+INSERT_EVENT = Query("insert_event", """
     INSERT INTO events (at, actor, kind, item_id, queue, before, after)
     VALUES (:at, :actor, :kind, :item_id, :queue, :before, :after)
-""",
-    json=["before", "after"],
-)
+""", json=["before", "after"])
 
-ACTIVE_WEBHOOKS = Query(
-    "active_webhooks",
-    """
-    SELECT id FROM webhooks WHERE queue = :queue AND active = :active
-""",
-)
+ACTIVE_WEBHOOKS = Query("active_webhooks", "SELECT id FROM webhooks WHERE queue = :queue AND active = :active")
 
-INSERT_DELIVERY = Query(
-    "insert_delivery",
-    f"""
+INSERT_DELIVERY = Query("insert_delivery", f"""
     INSERT INTO webhook_deliveries (event_id, webhook_id, kind, body, status, attempts, next_attempt_at, created_at)
     VALUES (:event_id, :webhook_id, :kind, :body, '{DeliveryStatus.PENDING}', 0, :now, :now)
-""",
-)
+""")
+
+# --- locks --------------------------------------------------------------------------
+
+_LOCK_KEY = Query("lock_key", {
+    "sqlite": "SELECT 1",  # the write transaction already holds SQLite's one write lock
+    "postgresql": "SELECT pg_advisory_xact_lock(hashtext(:key))",
+})
 
 # --- bulk ingest --------------------------------------------------------------------
 
-#: Rows for :meth:`Query.many`, values in :data:`ITEM_COLUMNS` order, JSON already text.
-INSERT_ITEMS = Query(
-    "insert_items",
-    """
+#: Rows for :func:`insert_items`; JSON columns already encoded as text.
+INSERT_ITEMS = Query("insert_items", """
     INSERT INTO items (id, queue, external_id, input, output, confidence, predicted_label, model, model_version,
                        context, metadata, priority, status, route, claim_order, created_at, updated_at)
     VALUES (:id, :queue, :external_id, :input, :output, :confidence, :predicted_label, :model, :model_version,
             :context, :metadata, :priority, :status, :route, :claim_order, :created_at, :updated_at)
     ON CONFLICT (queue, external_id) DO NOTHING
-""",
-    encoded_json=["input", "output", "context", "metadata"],
-)
+""", encoded_json=["input", "output", "context", "metadata"])
+
+# fmt: on
+
+
+def lock_key(tx: Tx, key: str) -> None:
+    """Serialise the write transactions that lock ``key``, until ``tx`` ends."""
+    _LOCK_KEY.run(tx, {"key": key})
+
 
 #: A new item as :func:`insert_items` takes it: every column but the two timestamps.
 ItemRow = namedtuple("ItemRow", INSERT_ITEMS.params[:-2])
@@ -210,11 +161,15 @@ assert INSERT_ITEMS.params[-2:] == ("created_at", "updated_at")
 _INSERT_CHUNK = 5000
 
 
-def insert_items(tx: Tx, rows: list[ItemRow], now: datetime) -> int:
+def insert_items(tx: Tx, rows: list[ItemRow], now: datetime, on_chunk=None) -> int:
     """Insert new items stamped ``now``; returns how many were stored (the others hit
-    the unique ``(queue, external_id)`` index: stored before, or by a concurrent writer)."""
+    the unique ``(queue, external_id)`` index: stored before, or by a concurrent writer).
+    ``on_chunk(n)`` is called after each chunk of ``n`` rows."""
     stamp = (time_param(tx.dialect, now),) * 2
     stored = 0
     for start in range(0, len(rows), _INSERT_CHUNK):
-        stored += INSERT_ITEMS.many(tx, [row + stamp for row in rows[start : start + _INSERT_CHUNK]])
+        chunk = rows[start : start + _INSERT_CHUNK]
+        stored += INSERT_ITEMS.many(tx, [row + stamp for row in chunk])
+        if on_chunk is not None:
+            on_chunk(len(chunk))
     return stored

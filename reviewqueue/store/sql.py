@@ -37,8 +37,9 @@ from .transactions import Tx
 def sqlite_time(dt: datetime) -> str:
     """A timestamp as SQLite stores it (UTC text; SQLAlchemy's DateTime format)."""
     if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    # isoformat is C and several times faster than strftime: it showed in profiles.
+    return dt.isoformat(" ", "microseconds")
 
 
 def time_param(dialect: str, dt: datetime | None):
@@ -114,6 +115,11 @@ class Query:
         self.json = frozenset(json)
         self.encoded_json = frozenset(encoded_json)
         self.json_columns = frozenset(json_columns)
+        #: Whether it gives rows back (a SELECT, or a change with RETURNING).
+        self.returns_rows = any(
+            text.lstrip().upper().startswith("SELECT") or " RETURNING " in f" {text.upper()} "
+            for text in self.sql.values()
+        )
         #: Parameter names in order of first appearance (the order of ``many`` rows).
         self.params: tuple[str, ...] = tuple(dict.fromkeys(_PARAM.findall(self.sql["sqlite"])))
         self._compiled: dict[str, tuple] = {}
@@ -140,11 +146,11 @@ class Query:
 
     def _values(self, dialect: str, params: dict[str, Any]) -> dict[str, Any]:
         values = dict(params)
+        for name in self.json.intersection(params):
+            values[name] = json_dumps(params[name])
         for name, value in params.items():
-            if name in self.json:
-                values[name] = json_dumps(value)
-            elif isinstance(value, datetime):
-                values[name] = time_param(dialect, value)
+            if type(value) is datetime:
+                values[name] = sqlite_time(value) if dialect == "sqlite" else value.astimezone(UTC)
         return values
 
     def rows(self, tx: Tx, params: dict[str, Any] | None = None) -> list:
@@ -154,10 +160,13 @@ class Query:
         cursor = tx.cursor()
         try:
             cursor.execute(named, self._values(dialect, params or {}))
-            if cursor.description is None:
+            if not self.returns_rows:
                 return []
-            key = tuple(d[0] for d in cursor.description)
-            reader = readers.get(key) or readers.setdefault(key, self._reader(key, dialect))
+            # A query's columns never change while the process runs: one reader each.
+            # (Reading cursor.description builds objects per column on every call.)
+            reader = readers.get("read")
+            if reader is None:
+                reader = readers["read"] = self._reader(tuple(d[0] for d in cursor.description), dialect)
             return reader(cursor.fetchall())
         finally:
             cursor.close()
