@@ -18,8 +18,7 @@ from typing import Annotated
 import typer
 
 from . import __version__, clock, demo, ingest, queues, store, tokens, users, webhooks
-from .errors import QueueNotFound, ReviewQueueError, ValidationFailed
-from .settings import get_settings
+from .errors import PayloadTooLarge, QueueNotFound, ReviewQueueError, ValidationFailed
 from .vocab import DECIDED, Role, Scope, Status
 
 app = typer.Typer(
@@ -38,6 +37,16 @@ token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Webhooks that receive decisions.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(webhooks_app, name="webhooks")
+
+
+def _actor() -> str:
+    """Who is acting from the command line: the operating-system user."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid-{os.getuid()}"
 
 
 def _engine():
@@ -154,7 +163,7 @@ def queue_create(
     settings = _queue_settings(
         description, threshold, audit_rate, lease_seconds, label, label_threshold, reject_reason
     )
-    q = queues.create(name, settings, actor="cli")
+    q = queues.create(name, settings, actor=_actor())
     typer.echo(
         f"created queue {q.name}: threshold {q.threshold}, audit rate {q.audit_rate}, lease {q.lease_seconds}s"
     )
@@ -176,7 +185,7 @@ def queue_update(
     settings = _queue_settings(
         description, threshold, audit_rate, lease_seconds, label, label_threshold, reject_reason
     )
-    q = queues.update(name, settings, actor="cli")
+    q = queues.update(name, settings, actor=_actor())
     typer.echo(
         f"updated queue {q.name}: threshold {q.threshold}, audit rate {q.audit_rate}, lease {q.lease_seconds}s"
     )
@@ -217,19 +226,33 @@ def queue_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
 def ingest_file(
     file: Annotated[Path, typer.Argument(help="JSON Lines file, one item per line ('-' for stdin).")],
     queue: Annotated[str | None, typer.Option(help="Queue for lines that name none.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 5000,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1_000_000,
+            help="Import in atomic batches of this many lines instead of all at "
+            "once (resumable: every line needs an external_id, and a re-run skips what is stored).",
+        ),
+    ] = None,
 ) -> None:
     """Import model outputs from a JSONL file; prints where they were routed.
 
-    The whole file is checked first: if any line is bad, nothing is imported and every
-    bad line is listed. It is then written in batches, each atomic; lines with an
-    external_id can be re-imported safely after an interruption.
+    The whole file is checked first (every field, the queues it names, sizes): if any
+    line is bad, nothing is imported and every bad line is listed by its line number.
+    Then all of it is stored in one transaction, or nothing is. With --batch-size the
+    import is batched instead: each batch is atomic, and a re-run of the same command
+    stores what an interrupted run did not.
     """
-    _engine()
+    from pydantic import ValidationError
+
+    from .schemas import ItemIn
+
+    engine = _engine()
     stream = sys.stdin if str(file) == "-" else None
     if stream is None and not file.exists():
         raise ValidationFailed(f"no such file: {file}")
-    records, errors = [], []
+    lines, items, errors = [], [], []
     with stream or file.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -244,38 +267,67 @@ def ingest_file(
                 continue
             if queue and "queue" not in record:
                 record["queue"] = queue
-            records.append((lineno, record))
-    from pydantic import ValidationError
-
-    from .schemas import ItemIn
-
-    for lineno, record in records:
-        try:
-            ItemIn.model_validate(record)
-        except ValidationError as exc:
-            for err in exc.errors(include_url=False):
-                errors.append((lineno, f"line {lineno}: {'.'.join(map(str, err['loc']))}: {err['msg']}"))
-    if errors:
-        errors = [msg for _, msg in sorted(errors, key=lambda e: e[0])]
-        for msg in errors[:50]:
-            typer.echo(msg, err=True)
-        more = f" (first 50 shown of {len(errors)})" if len(errors) > 50 else ""
-        raise ValidationFailed(f"nothing imported: {len(errors)} bad line(s){more}")
+            try:
+                items.append(ItemIn.model_validate(record))
+                lines.append(lineno)
+            except ValidationError as exc:
+                for err in exc.errors(include_url=False):
+                    errors.append((lineno, f"line {lineno}: {'.'.join(map(str, err['loc']))}: {err['msg']}"))
+    known = set(queues.names(engine=engine))
+    for lineno, it in zip(lines, items, strict=True):
+        if it.queue not in known:
+            errors.append((lineno, f"line {lineno}: queue {it.queue!r} does not exist"))
+        elif batch_size and it.external_id is None:
+            errors.append((lineno, f"line {lineno}: a batched import needs an external_id on every line"))
+    _fail_if_bad_lines(errors)
 
     totals: dict[str, int] = {}
     duplicates = 0
-    with typer.progressbar(length=len(records), label="importing", file=sys.stderr) as bar:
-        for start in range(0, len(records), batch_size):
-            chunk = [r for _, r in records[start : start + batch_size]]
-            for result in ingest.submit_many(chunk, actor="cli"):
+    size = batch_size or len(items)
+    if batch_size:
+        typer.echo(
+            f"importing in atomic batches of {batch_size}: if this stops, run it again to store the rest",
+            err=True,
+        )
+    with typer.progressbar(length=len(items), label="importing", file=sys.stderr) as bar:
+        for start in range(0, len(items), size):
+            try:
+                results = ingest.submit_many(
+                    items[start : start + size], actor=_actor(), engine=engine, on_progress=bar.update
+                )
+            except (ValidationFailed, PayloadTooLarge) as exc:
+                _fail_if_bad_lines(_by_line(exc, lines[start:]), imported=start)
+                raise
+            for result in results:
                 if result.duplicate:
                     duplicates += 1
                 else:
                     totals[result.route] = totals.get(result.route, 0) + 1
-            bar.update(len(chunk))
     new = sum(totals.values())
     routed = ", ".join(f"{n} {route}" for route, n in sorted(totals.items())) or "nothing new"
     typer.echo(f"imported {new} item(s): {routed}; {duplicates} already present")
+
+
+def _by_line(exc: ReviewQueueError, lines: list[int]) -> list[tuple[int, str]]:
+    """A batch error's ``["items", index, ...]`` locations as file lines."""
+    out = []
+    for err in getattr(exc, "errors", None) or (exc.detail if isinstance(exc.detail, list) else []):
+        loc = list(err.get("loc", []))
+        if len(loc) >= 2 and loc[0] == "items" and isinstance(loc[1], int) and loc[1] < len(lines):
+            where = ".".join(map(str, loc[2:]))
+            out.append((lines[loc[1]], f"line {lines[loc[1]]}: {where + ': ' if where else ''}{err['msg']}"))
+    return out
+
+
+def _fail_if_bad_lines(errors: list[tuple[int, str]], imported: int = 0) -> None:
+    if not errors:
+        return
+    messages = [msg for _, msg in sorted(errors, key=lambda e: e[0])]
+    for msg in messages[:50]:
+        typer.echo(msg, err=True)
+    more = f" (first 50 shown of {len(messages)})" if len(messages) > 50 else ""
+    done = f"the {imported} line(s) before this batch were imported; " if imported else "nothing imported: "
+    raise ValidationFailed(f"{done}{len(messages)} bad line(s){more}")
 
 
 # --- users --------------------------------------------------------------------------
@@ -296,7 +348,7 @@ def user_add(
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    users.add(name, role=role, password=password, email=email, actor="cli")
+    users.add(name, role=role, password=password, email=email, actor=_actor())
     typer.echo(f"created {role} {name}")
 
 
@@ -312,13 +364,64 @@ def user_list() -> None:
 
 @user_app.command("deactivate")
 def user_deactivate(name: str) -> None:
-    """Stop an account from signing in (its history stays)."""
+    """Stop an account at once: sign-in, open sessions and its tokens (its history stays)."""
     _engine()
-    users.update(name, active=False, actor="cli")
+    users.update(name, active=False, actor=_actor())
     typer.echo(f"deactivated {name}")
 
 
+@user_app.command("activate")
+def user_activate(name: str) -> None:
+    """Let a deactivated account sign in again."""
+    _engine()
+    users.update(name, active=True, actor=_actor())
+    typer.echo(f"activated {name}")
+
+
+@user_app.command("role")
+def user_role(name: str, role: Annotated[Role, typer.Argument(help="The new role.")]) -> None:
+    """Change what an account may do; takes effect on its next request."""
+    _engine()
+    users.update(name, role=role, actor=_actor())
+    typer.echo(f"{name} is now {role}")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Set a new password for an account (asks for it unless --password-stdin)."""
+    _engine()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    users.update(name, password=password, actor=_actor())
+    typer.echo(f"password of {name} changed")
+
+
 # --- tokens and webhooks ------------------------------------------------------------
+
+
+def _duration(spec: str | None):
+    """``90d``, ``12h``, ``30m``: a timedelta."""
+    from datetime import timedelta
+
+    if spec is None:
+        return None
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    try:
+        value = float(spec[:-1])
+        if spec[-1] not in units or value <= 0:
+            raise ValueError(spec)
+    except ValueError:
+        raise ValidationFailed(
+            f"--expires-in takes a number and d, h or m, e.g. 90d (got {spec!r})"
+        ) from None
+    return timedelta(**{units[spec[-1]]: value})
 
 
 @token_app.command("create")
@@ -327,18 +430,34 @@ def token_create(
     scope: Annotated[Scope, typer.Option("--scope", help="What the token may do.")],
     queue: Annotated[list[str] | None, typer.Option("--queue", help="Limit to this queue; repeat.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="The user a review token acts as.")] = None,
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="Stop working after this long: 90d, 12h, 30m.")
+    ] = None,
 ) -> None:
     """Create an API token. The token is printed once, alone on the last line."""
     _engine()
-    record, plaintext = tokens.create(name, scope, queues=queue or [], user=user, actor="cli")
+    record, plaintext = tokens.create(
+        name, scope, queues=queue or [], user=user, expires_in=_duration(expires_in), actor=_actor()
+    )
     limits = ", ".join(record.queues) or "all queues"
-    typer.echo(f"created {scope} token {name!r} for {limits}; store it now, it is not shown again:", err=True)
+    until = f", until {clock.iso(record.expires_at)}" if record.expires_at else ""
+    typer.echo(
+        f"created {scope} token {name!r} for {limits}{until}; store it now, it is not shown again:", err=True
+    )
     typer.echo(plaintext)
+
+
+def _token_state(t) -> str:
+    if t.revoked_at:
+        return "revoked"
+    if t.expires_at and t.expires_at <= clock.now():
+        return "expired"
+    return "active"
 
 
 @token_app.command("list")
 def token_list() -> None:
-    """List tokens (never the tokens themselves)."""
+    """List tokens (never the tokens themselves), with their expiry."""
     _engine()
     _echo_table(
         [
@@ -348,12 +467,13 @@ def token_list() -> None:
                 ",".join(t.queues) or "*",
                 t.user or "",
                 t.prefix + "...",
-                "revoked" if t.revoked_at else "active",
+                _token_state(t),
+                clock.iso(t.expires_at) or "never",
                 clock.iso(t.last_used_at) or "",
             ]
             for t in tokens.all_tokens()
         ],
-        ["name", "scope", "queues", "user", "token", "state", "last used"],
+        ["name", "scope", "queues", "user", "token", "state", "expires", "last used"],
     )
 
 
@@ -361,7 +481,7 @@ def token_list() -> None:
 def token_revoke(name: str) -> None:
     """Revoke a token by name; it stops working at once."""
     _engine()
-    tokens.revoke(name, actor="cli")
+    tokens.revoke(name, actor=_actor())
     typer.echo(f"revoked {name}")
 
 
@@ -373,9 +493,9 @@ def webhooks_add(
 ) -> None:
     """POST QUEUE's decisions to URL, signed. Prints the signing secret."""
     _engine()
-    hook = webhooks.add(queue, url, secret=secret)
+    hook, secret = webhooks.add(queue, url, secret=secret, actor=_actor())
     typer.echo(f"webhook {hook.id} for {queue} -> {url}")
-    typer.echo(f"signing secret: {hook.secret}")
+    typer.echo(f"signing secret (shown once, stored encrypted): {secret}")
 
 
 @webhooks_app.command("list")
@@ -390,10 +510,10 @@ def webhooks_list() -> None:
 
 @webhooks_app.command("remove")
 def webhooks_remove(webhook_id: int) -> None:
-    """Stop sending to a webhook (pending deliveries stay visible)."""
+    """Stop sending to a webhook; what it had not received yet is cancelled (and stays listed)."""
     _engine()
-    webhooks.remove(webhook_id)
-    typer.echo(f"webhook {webhook_id} deactivated")
+    webhooks.remove(webhook_id, actor=_actor())
+    typer.echo(f"webhook {webhook_id} removed; its pending deliveries were cancelled")
 
 
 @webhooks_app.command("status")
@@ -443,6 +563,14 @@ def export_cmd(
     verdict: Annotated[
         list[str] | None, typer.Option("--verdict", help="Only these verdicts; repeat.")
     ] = None,
+    feed: Annotated[
+        str | None,
+        typer.Option(
+            "--feed",
+            help="The incremental feed to continue (default: one per --out folder, format and "
+            "verdicts). Week and range exports belong to no feed.",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -453,7 +581,8 @@ def export_cmd(
         ),
     ] = None,
 ) -> None:
-    """Write decided items as a dataset; with no period, everything since the last export."""
+    """Write decided items as a dataset: a --week or a --since/--until range, or with
+    neither, everything since the last run of the feed (OUT/<format>/<queue>/<period>/)."""
     from . import export as exports
 
     _engine()
@@ -469,10 +598,11 @@ def export_cmd(
         fmt=fmt,
         queues=queue,
         week_spec=week,
+        feed=feed,
         since=since_dt,
         until=until_dt,
         verdicts=verdict,
-        actor="cli",
+        actor=_actor(),
         workers=workers,
     ):
         counts = ", ".join(f"{n} {v}" for v, n in sorted(r.counts_by_verdict.items())) or "no decisions"
@@ -481,16 +611,26 @@ def export_cmd(
 
 @app.command("exports")
 def exports_list(limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20) -> None:
-    """List past exports (the incremental watermark is the newest 'until')."""
+    """List past exports (a feed's watermark is the newest 'until' of its runs)."""
     from . import export as exports
 
     _engine()
     _echo_table(
         [
-            [r.id, r.queue, r.format, r.mode, clock.iso(r.since), clock.iso(r.until), r.rows, r.path]
+            [
+                r.id,
+                r.queue,
+                r.format,
+                r.mode,
+                r.feed or "",
+                clock.iso(r.since),
+                clock.iso(r.until),
+                r.rows,
+                r.path,
+            ]
             for r in exports.runs(limit=limit)
         ],
-        ["id", "queue", "format", "mode", "since", "until", "rows", "file"],
+        ["id", "queue", "format", "mode", "feed", "since", "until", "rows", "file"],
     )
 
 
@@ -534,19 +674,36 @@ def api(
 # --- demo and up --------------------------------------------------------------------
 
 
-def _print_logins() -> None:
-    for name, role, password in demo.DEMO_USERS:
-        typer.echo(f"  {role:<8}  user {name!r}  password {password!r}")
+def _print_created(result: dict) -> None:
+    """Credentials the demo just created: shown this once, never stored in plain text."""
+    if result["logins"]:
+        typer.echo("demo logins (shown once; reset with: reviewqueue user passwd NAME):")
+        for name, role, password in result["logins"]:
+            typer.echo(f"  {role:<8}  user {name!r}  password {password!r}")
+    if result["token"]:
+        typer.echo(f"demo API token (admin scope, shown once): {result['token']}")
 
 
 @app.command("demo")
-def demo_cmd() -> None:
-    """Seed demo queues, a few hundred realistic items and demo accounts."""
-    _engine()
-    result = demo.seed()
+def demo_cmd(
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Deactivate the demo accounts and revoke its token.")
+    ] = False,
+) -> None:
+    """Seed demo queues, a few hundred realistic items, demo accounts and a token."""
+    engine = _engine()
+    if remove:
+        gone = demo.remove(actor=_actor(), engine=engine)
+        typer.echo(
+            "; ".join(f"{kind} {name} disabled" for kind, name in gone)
+            or "no demo accounts or token are active"
+        )
+        return
+    result = demo.seed(engine=engine)
     typer.echo(f"demo data: {result['items']} new item(s), {result['pending']} waiting for review")
-    typer.echo("demo logins:")
-    _print_logins()
+    _print_created(result)
+    if not result["logins"]:
+        typer.echo("the demo accounts exist already; their passwords were shown when they were made")
 
 
 UI_SCRIPT = Path(__file__).parent / "ui" / "app.py"
@@ -586,17 +743,16 @@ def up(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     ui_port: Annotated[int, typer.Option()] = 8501,
     api_port: Annotated[int, typer.Option()] = 8000,
+    with_demo: Annotated[
+        bool, typer.Option("--demo", help="Seed the demo (queues, items, accounts) into an empty database.")
+    ] = False,
     no_demo: Annotated[
-        bool, typer.Option("--no-demo", help="Do not seed demo data into an empty database.")
+        bool, typer.Option("--no-demo", hidden=True, help="The default; kept for old scripts.")
     ] = False,
 ) -> None:
-    """Create the database if needed, seed the demo when empty, start the app and print where it is."""
+    """Create the database if needed, start the app and print where it is (--demo: with demo data)."""
     engine = _engine()
-    if not no_demo and demo.is_empty(engine=engine):
-        demo.seed(engine=engine)
-    demo_token = (
-        _demo_token(engine) if users.get(demo.ADMIN, engine=engine) is not None and not no_demo else None
-    )
+    created = demo.seed(engine=engine) if with_demo and not no_demo and demo.is_empty(engine=engine) else None
     env = {**os.environ, "REVIEWQUEUE_WEBHOOK_WORKER": "1"}
     procs = [
         subprocess.Popen(ui_command(host, ui_port), start_new_session=True),
@@ -607,29 +763,19 @@ def up(
     typer.echo(f"  review app : http://{host}:{ui_port}")
     typer.echo(f"  HTTP API   : http://{host}:{api_port}  (docs at /docs)")
     typer.echo(f"  database   : {engine.url.render_as_string(hide_password=True)}")
-    if demo_token:
-        typer.echo("demo logins:")
-        _print_logins()
-        typer.echo(f"  demo API token (admin): {demo_token}")
+    if created:
+        _print_created(created)
+    leftovers = demo.leftovers(engine=engine)
+    if leftovers and not created:
+        names = ", ".join(f"{kind} {name}" for kind, name in leftovers)
+        typer.echo(
+            f"demo accounts are active ({names}); sign in with the passwords shown when the demo was "
+            "created, or disable them: reviewqueue demo --remove"
+        )
+    if not users.all_users(engine=engine):
+        typer.echo("no accounts yet: create an admin with  reviewqueue user add NAME --role admin")
     typer.echo("press Ctrl-C to stop")
     _supervise(procs)
-
-
-def _demo_token(engine) -> str:
-    """The demo's admin API token: created with the demo, kept in data/demo-token so
-    every ``up`` can print it (only a hash is in the database)."""
-    path = Path(get_settings().export_dir).parent / "demo-token"
-    if path.exists():
-        try:
-            tokens.authenticate(path.read_text().strip(), engine=engine)
-            return path.read_text().strip()
-        except ReviewQueueError:
-            pass  # a token for another database: make a new one
-    _, plaintext = tokens.rotate("demo", Scope.ADMIN, user=demo.ADMIN, actor="demo", engine=engine)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(plaintext + "\n")
-    path.chmod(0o600)
-    return plaintext
 
 
 def _supervise(procs: list[subprocess.Popen]) -> None:

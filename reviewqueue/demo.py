@@ -1,18 +1,25 @@
 """Realistic demo data: a support-reply queue (free text with retrieved sources) and a
-ticket-triage queue (classification), a few hundred items, and two demo accounts."""
+ticket-triage queue (classification), a few hundred items, two demo accounts and a
+demo API token.
+
+The demo is always an explicit choice (``reviewqueue demo``, ``reviewqueue up --demo``).
+Its passwords and its token are generated when the demo is created and shown that one
+time, so no deployment ends up with well-known credentials."""
 
 from __future__ import annotations
 
 import random
+import secrets
 
 from sqlalchemy import select
 
-from . import ingest, queues, store, users
-from .models import Queue
-from .vocab import Role, Status
+from . import ingest, queues, store, tokens, users
+from .models import ApiToken, Event, Queue
+from .vocab import EventKind, Role, Scope, Status
 
 ADMIN = "admin"  # the demo's admin account
-DEMO_USERS = [(ADMIN, Role.ADMIN, "admin-demo-2026"), ("reviewer", Role.REVIEWER, "reviewer-demo-2026")]
+DEMO_USERS = [(ADMIN, Role.ADMIN), ("reviewer", Role.REVIEWER)]
+TOKEN = "demo"  # the demo's admin API token
 
 _PRODUCTS = ["Starter plan", "Pro plan", "Team plan", "mobile app", "desktop app", "API"]
 _QUESTIONS = [
@@ -94,8 +101,10 @@ _TICKETS = [
 TICKET_LABELS = ["billing", "bug", "account", "feature_request", "other"]
 
 
-def seed(*, n_support: int = 240, n_tickets: int = 260, engine=None, seed_value: int = 7) -> dict[str, int]:
-    """Create the demo queues, users and items. Idempotent: re-running adds nothing."""
+def seed(*, n_support: int = 240, n_tickets: int = 260, engine=None, seed_value: int = 7) -> dict:
+    """Create the demo queues, users, token and items. Idempotent: re-running adds
+    nothing. Returns counts, and the ``logins`` ([(name, role, password)]) and ``token``
+    created by this call: the only time they can be shown."""
     rng = random.Random(seed_value)
     existing = set(queues.names(engine=engine))
     if "support-replies" not in existing:
@@ -171,13 +180,54 @@ def seed(*, n_support: int = 240, n_tickets: int = 260, engine=None, seed_value:
             }
         )
     results = ingest.submit_many(items, actor="demo", engine=engine)
-    for name, role, password in DEMO_USERS:
+    logins = []
+    for name, role in DEMO_USERS:
         if users.get(name, engine=engine) is None:
+            password = secrets.token_urlsafe(12)
             users.add(name, role=role, password=password, actor="demo", engine=engine)
+            logins.append((name, role, password))
+    token = None
+    if not any(t.name == TOKEN for t in tokens.all_tokens(engine=engine)):
+        _, token = tokens.create(TOKEN, Scope.ADMIN, user=ADMIN, actor="demo", engine=engine)
     return {
         "items": sum(not r.duplicate for r in results),
         "pending": sum(r.status == Status.PENDING for r in results),
+        "logins": logins,
+        "token": token,
     }
+
+
+def leftovers(*, engine=None) -> list[tuple[str, str]]:
+    """The demo's accounts and token that still work, as ``(kind, name)``: a production
+    database should have none."""
+    found = []
+    with store.read(engine) as tx:
+        made = set(
+            tx.session.scalars(
+                select(Event.after["name"].as_string()).where(
+                    Event.kind == EventKind.USER_CREATED, Event.actor == "demo"
+                )
+            )
+        )
+        token = tx.session.scalars(select(ApiToken).where(ApiToken.name == TOKEN)).first()
+    for name, _ in DEMO_USERS:
+        user = users.get(name, engine=engine)
+        if name in made and user is not None and user.active:
+            found.append(("user", name))
+    if token is not None and token.revoked_at is None:
+        found.append(("token", TOKEN))
+    return found
+
+
+def remove(*, actor: str, engine=None) -> list[tuple[str, str]]:
+    """Deactivate the demo's accounts and revoke its token; the demo data stays."""
+    gone = leftovers(engine=engine)
+    for kind, name in gone:
+        if kind == "user":
+            users.update(name, active=False, actor=actor, engine=engine)
+        else:
+            tokens.revoke(name, actor=actor, engine=engine)
+    return gone
 
 
 def is_empty(*, engine=None) -> bool:

@@ -92,6 +92,12 @@ class AlreadyExists(Conflict):
     pass
 
 
+class DatabaseBusy(ReviewQueueError):
+    """The database's write lock stayed taken past the busy timeout; nothing was written."""
+
+    status_code = 503
+
+
 class AuthenticationFailed(ReviewQueueError):
     status_code = 401
 

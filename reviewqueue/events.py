@@ -42,3 +42,49 @@ def record(
 def history(item_id: str, *, engine=None) -> list[Event]:
     with store.read(engine) as tx:
         return list(tx.session.scalars(select(Event).where(Event.item_id == item_id).order_by(Event.id)))
+
+
+_VERBS = {"approve": "approved it", "correct": "corrected it", "reject": "rejected it"}
+_FIELDS = {
+    "audit_rate": "audit rate",
+    "lease_seconds": "lease",
+    "label_thresholds": "label thresholds",
+    "reject_reasons": "reject reasons",
+    "reviews_required": "reviews required",
+}
+
+
+def describe(event: Event) -> str:
+    """One event as a sentence a person reads ("maria approved it", "threshold 0.75 → 0.7")."""
+    kind, actor, before, after = event.kind, event.actor, event.before or {}, event.after or {}
+    if kind == EventKind.ITEMS_INGESTED:
+        routes = ", ".join(f"{n} {r}" for r, n in sorted((after.get("routes") or {}).items()))
+        return f"{actor} posted it ({routes})" if after.get("count") == 1 else f"{actor} posted {routes}"
+    if kind == EventKind.ITEM_CLAIMED:
+        return f"{actor} claimed it"
+    if kind == EventKind.ITEM_RELEASED:
+        return f"{actor} skipped it; it went back to the queue"
+    if kind == EventKind.ITEM_LEASE_EXPIRED:
+        return f"{before.get('lease_holder') or 'its reviewer'}'s lease ran out; it went back to the queue"
+    if kind == EventKind.ITEM_DECIDED:
+        return f"{actor} {_VERBS.get(after.get('verdict'), 'decided it')}"
+    if kind == EventKind.ITEM_DECISION_UNDONE:
+        return f"{actor} undid their decision"
+    if kind in (EventKind.QUEUE_UPDATED, EventKind.QUEUE_CREATED):
+        changes = "; ".join(
+            f"{_FIELDS.get(k, k)} {_short(before[k])} → {_short(v)}"
+            if k in before
+            else f"{_FIELDS.get(k, k)} {_short(v)}"
+            for k, v in after.items()
+        )
+        verb = "created the queue" if kind == EventKind.QUEUE_CREATED else "changed"
+        return f"{actor} {verb}: {changes}" if changes else f"{actor} {verb}"
+    details = ", ".join(f"{k} {_short(v)}" for k, v in after.items()) if isinstance(after, dict) else ""
+    return f"{actor}: {kind}" + (f" ({details})" if details else "")
+
+
+def _short(value: Any) -> str:
+    text = (
+        value if isinstance(value, str) else repr(value) if not isinstance(value, dict | list) else str(value)
+    )
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -120,7 +120,9 @@ class GroupCommit:
                         outcomes.append((False, exc))
                 for fn_many, indexes in combined.items():
                     try:
-                        values = fn_many([batch[i][1][1] for i in indexes])
+                        # A savepoint of its own: if it fails half way, none of it stays.
+                        with store.write(self.engine):
+                            values = fn_many([batch[i][1][1] for i in indexes])
                         for i, value in zip(indexes, values, strict=True):
                             outcomes[i] = (True, value)
                     except Exception as exc:

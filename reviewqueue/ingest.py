@@ -34,7 +34,7 @@ from .errors import PayloadTooLarge, QueueNotFound, ReviewQueueError, Validation
 from .ids import uuid7_many
 from .models import Item, Queue
 from .routing import claim_order, route
-from .schemas import ItemIn, SubmitResult, has_nul
+from .schemas import ItemIn, SubmitResult, unstorable
 from .store.queries import ItemRow, insert_items
 from .vocab import EventKind
 
@@ -91,11 +91,14 @@ def submit(item: ItemIn | Mapping[str, Any], *, actor: str = "python", engine=No
 
 
 def submit_many(
-    items: Iterable[ItemIn | Mapping[str, Any]], *, actor: str = "python", engine=None
+    items: Iterable[ItemIn | Mapping[str, Any]], *, actor: str = "python", engine=None, on_progress=None
 ) -> list[SubmitResult]:
-    """Route and store many outputs atomically; results come back in the same order."""
+    """Route and store many outputs atomically; results come back in the same order.
+    ``on_progress(n)`` is told as each chunk of ``n`` items is stored."""
     with _gc_paused():
-        return _submit(_validate(items, single=False), actor=actor, engine=engine, single=False)
+        return _submit(
+            _validate(items, single=False), actor=actor, engine=engine, single=False, on_progress=on_progress
+        )
 
 
 def submit_each(
@@ -121,11 +124,11 @@ def submit_each(
             stored = _submit([valid[i] for i in indexes], actor=actor, engine=engine, single=False)
             for i, result in zip(indexes, stored, strict=True):
                 results[i] = result
-        except ReviewQueueError:
+        except Exception:  # whatever failed (a refusal, or the database), find whose it was
             for i in indexes:
                 try:
                     results[i] = submit(valid[i], actor=actor, engine=engine)
-                except ReviewQueueError as exc:
+                except Exception as exc:  # this caller's alone: its savepoint is rolled back
                     results[i] = exc
     return results  # type: ignore[return-value]
 
@@ -136,7 +139,7 @@ def submit_each(
 PREPARE_OUTSIDE_LOCK = 100
 
 
-def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[SubmitResult]:
+def _submit(items: list[ItemIn], *, actor: str, engine, single: bool, on_progress=None) -> list[SubmitResult]:
     if not items:
         return []
     engine = engine or store.get_engine()
@@ -147,11 +150,11 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool) -> list[Su
         with store.read(engine) as tx:
             batch = _prepare(items, _queue_settings(tx, items, single), single, max_bytes)
         with store.write(engine) as tx:
-            results = _store(tx, batch, actor)
+            results = _store(tx, batch, actor, on_progress)
     else:
         with store.write(engine) as tx:
             batch = _prepare(items, _queue_settings(tx, items, single), single, max_bytes)
-            results = _store(tx, batch, actor)
+            results = _store(tx, batch, actor, on_progress)
     _analyze_if_big(engine, len(batch.rows))
     return results
 
@@ -215,12 +218,13 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
                     }
                 ]
             ) from None
-        if has_nul(inp) or has_nul(out) or has_nul(ctx) or has_nul(meta):
+        problem = next(filter(None, (unstorable(t, encoded_json=True) for t in (inp, out, ctx, meta))), None)
+        if problem:
             raise ValidationFailed.of(
                 [
                     {
                         "loc": [] if single else ["items", index],
-                        "msg": "NUL characters (\\u0000) are not allowed in input, output, context or metadata",
+                        "msg": f"{problem} (in input, output, context or metadata)",
                         "type": "value_error",
                     }
                 ]
@@ -281,13 +285,15 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
     return _Batch(rows, results, first_of, repeats)
 
 
-def _store(tx: store.Tx, batch: _Batch, actor: str) -> list[SubmitResult]:
+def _store(tx: store.Tx, batch: _Batch, actor: str, on_progress=None) -> list[SubmitResult]:
     # The clock is read inside the write transaction after its first statement, as
     # claims and decisions read it: polls by updated_at rely on it (items.poll).
     now = clock.now()
     rows, results, first_of, repeats = batch
-    if insert_items(tx, rows, now) != len(rows):
+    if insert_items(tx, rows, now, on_progress) != len(rows):
         _mark_duplicates(tx, results, first_of)
+    if on_progress is not None and repeats:
+        on_progress(len(repeats))
     for index, first in repeats:
         results[index] = replace(results[first], duplicate=True)
 

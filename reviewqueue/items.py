@@ -96,6 +96,8 @@ class ItemFilter:
     created_to: datetime | None = None
     updated_since: datetime | None = None
     text: str | None = None
+    #: Items whose current decision is by one of these reviewers.
+    reviewers: list[str] | None = None
 
     def clauses(self) -> list:
         c = []
@@ -119,6 +121,14 @@ class ItemFilter:
             c.append(Item.created_at < self.created_to)
         if self.updated_since is not None:
             c.append(Item.updated_at >= self.updated_since)
+        if self.reviewers:
+            c.append(
+                Item.id.in_(
+                    select(Review.item_id).where(
+                        Review.reviewer.in_(self.reviewers), Review.undone_at.is_(None)
+                    )
+                )
+            )
         if self.text:
             pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             c.append(
@@ -192,6 +202,12 @@ def page(flt: ItemFilter, *, limit: int = 50, offset: int = 0, engine=None) -> l
     stmt = select(Item).where(*flt.clauses()).order_by(Item.id.desc()).offset(offset).limit(limit)
     with store.read(engine) as tx:
         return list(tx.session.scalars(stmt))
+
+
+def deciders(item_ids: list[str], *, engine=None) -> dict[str, str]:
+    """``{item_id: reviewer}`` of the current decisions of ``item_ids``."""
+    with store.read(engine) as tx:
+        return {i: r.reviewer for i, r in _current_reviews(tx.session, item_ids).items()}
 
 
 def count(flt: ItemFilter, *, engine=None, cap: int | None = None) -> int:

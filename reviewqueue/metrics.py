@@ -109,3 +109,29 @@ def median_time_to_decision(*, days: int = 30, engine=None) -> dict[str, float]:
         mid = len(values) // 2
         result[q] = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
     return result
+
+
+def reviewer_progress(reviewer: str, queue: str | None = None, *, engine=None) -> dict:
+    """What a reviewer sees of their own work: decisions today and this week (UTC, the
+    week from Monday), and their median seconds per decision this week. Reads the
+    reviewer's own rows through ``(reviewer, created_at)``."""
+    now = clock.now()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = today - timedelta(days=today.weekday())
+    stmt = select(Review.created_at, Review.seconds_spent).where(
+        Review.reviewer == reviewer, Review.created_at >= week, Review.undone_at.is_(None)
+    )
+    if queue is not None:
+        stmt = stmt.where(Review.queue == queue)
+    with store.read(engine) as tx:
+        rows = tx.execute(stmt).all()
+    seconds = sorted(s for _, s in rows if s is not None)
+    median = None
+    if seconds:
+        mid = len(seconds) // 2
+        median = seconds[mid] if len(seconds) % 2 else (seconds[mid - 1] + seconds[mid]) / 2
+    return {
+        "today": sum(1 for at, _ in rows if clock.parse(at) >= today),
+        "week": len(rows),
+        "median_seconds": median,
+    }

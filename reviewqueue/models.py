@@ -165,6 +165,8 @@ class ApiToken(SQLModel, table=True):
     prefix: str = Field(max_length=16)
     created_at: datetime = Field(default_factory=clock.now)
     revoked_at: datetime | None = Field(default=None)
+    #: After this moment the token no longer authenticates (none: it does not expire).
+    expires_at: datetime | None = Field(default=None)
     last_used_at: datetime | None = Field(default=None)
 
 
@@ -176,7 +178,8 @@ class Webhook(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     queue: str = Field(foreign_key="queues.name", max_length=64, index=True)
     url: str = Field(max_length=2048)
-    secret: str = Field(max_length=128)
+    #: The signing secret, encrypted with the server key (keys.py).
+    secret: str = Field(max_length=512)
     active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=clock.now)
 
@@ -203,11 +206,11 @@ class WebhookDelivery(SQLModel, table=True):
 
 
 class ExportRun(SQLModel, table=True):
-    """A finished export. Incremental runs continue from the newest ``until`` of the
-    same (queue, format, verdicts): the watermark lives here, in the database."""
+    """An export. Incremental runs belong to a feed and continue from the newest
+    ``until`` of the same feed and queue: the watermark lives here, in the database."""
 
     __tablename__ = "export_runs"
-    __table_args__ = (Index("ix_export_runs_key", "queue", "format", "verdicts", "mode", "until"),)
+    __table_args__ = (Index("ix_export_runs_feed", "feed", "queue", "until"),)
 
     id: int | None = Field(default=None, primary_key=True)
     queue: str = Field(max_length=64)
@@ -216,10 +219,41 @@ class ExportRun(SQLModel, table=True):
     verdicts: str = Field(default="", max_length=64)
     #: incremental, week or range
     mode: str = Field(max_length=16)
+    #: The feed an incremental run belongs to (none for week and range runs).
+    feed: str | None = Field(default=None, max_length=1024)
     since: datetime
     until: datetime
     rows: int
     path: str = Field(max_length=1024)
+    #: While set, the file is still at this partial path, waiting to be renamed into place.
+    pending_path: str | None = Field(default=None, max_length=1024)
     sha256: str = Field(max_length=64)
     created_by: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=clock.now)
+
+
+class Policy(SQLModel, table=True):
+    """A decision admins make at run time (``policies.py``)."""
+
+    __tablename__ = "policies"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: Any = Field(default=None, sa_column=_json(True))
+    updated_by: str = Field(max_length=128)
+    updated_at: datetime = Field(default_factory=clock.now)
+
+
+class SignInAttempt(SQLModel, table=True):
+    """One sign-in attempt: what the back-off counts, in every process (``users.py``)."""
+
+    __tablename__ = "sign_in_attempts"
+    __table_args__ = (
+        Index("ix_sign_in_name", "name", "at"),
+        Index("ix_sign_in_client", "client", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=clock.now)
+    name: str = Field(max_length=128)
+    client: str | None = Field(default=None, max_length=64)
+    ok: bool

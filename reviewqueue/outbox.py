@@ -98,29 +98,34 @@ def lease_due(engine, limit: int, lease: timedelta) -> list:
         return rows
 
 
-def finish(engine, row, error: str | None) -> None:
-    """Record one attempt: delivered, or the error and when to try again."""
+def finish_many(engine, outcomes: list[tuple]) -> None:
+    """Record a round's outcomes, ``(row, error, tried)`` each, in one transaction: delivered,
+    or the error and when to try again (a delivery not tried waits as its webhook's failed
+    one does, without counting an attempt). A delivery cancelled meanwhile (its webhook
+    removed) stays cancelled."""
+    if not outcomes:
+        return
     with store.write(engine) as tx:
         now = clock.now()
-        attempts = row.attempts + 1
-        if error is None:
-            values = {
-                "status": DeliveryStatus.DELIVERED,
-                "attempts": attempts,
-                "delivered_at": now,
-                "last_error": None,
-            }
-        elif attempts >= MAX_ATTEMPTS:
-            values = {"status": DeliveryStatus.FAILED, "attempts": attempts, "last_error": error[:1000]}
-        else:
-            values = {
-                "attempts": attempts,
-                "last_error": error[:1000],
-                "next_attempt_at": now + backoff(attempts),
-            }
-        # Only a delivery still pending: one cancelled meanwhile (its webhook removed) stays so.
-        tx.execute(
-            update(deliveries_t)
-            .where(deliveries_t.c.id == row.id, deliveries_t.c.status == DeliveryStatus.PENDING)
-            .values(**values)
-        )
+        for row, error, tried in outcomes:
+            attempts = row.attempts + 1 if tried else row.attempts
+            if error is None:
+                values = {
+                    "status": DeliveryStatus.DELIVERED,
+                    "attempts": attempts,
+                    "delivered_at": now,
+                    "last_error": None,
+                }
+            elif tried and attempts >= MAX_ATTEMPTS:
+                values = {"status": DeliveryStatus.FAILED, "attempts": attempts, "last_error": error[:1000]}
+            else:
+                values = {
+                    "attempts": attempts,
+                    "last_error": error[:1000],
+                    "next_attempt_at": now + backoff(max(attempts, 1)),
+                }
+            tx.execute(
+                update(deliveries_t)
+                .where(deliveries_t.c.id == row.id, deliveries_t.c.status == DeliveryStatus.PENDING)
+                .values(**values)
+            )

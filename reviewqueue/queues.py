@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from . import clock, events, store
+from . import cache, clock, events, store
 from .errors import AlreadyExists, QueueNotFound, ValidationFailed
 from .models import Item, Queue
 from .schemas import QUEUE_NAME_PATTERN, QueueOut, QueueSettings
@@ -116,37 +116,57 @@ def names(*, engine=None) -> list[str]:
         return list(tx.session.scalars(select(Queue.name).order_by(Queue.name)))
 
 
-def counts(*, engine=None, only: list[str] | None = None) -> dict[str, dict[str, int]]:
-    """``{queue: {status: count}}``, one grouped query over the claim index."""
-    stmt = select(Item.queue, Item.status, func.count()).group_by(Item.queue, Item.status)
-    if only is not None:
-        stmt = stmt.where(Item.queue.in_(only))
+def counts(*, engine=None, max_age: float | None = None) -> dict[str, dict[str, int]]:
+    """``{queue: {status: count}}``: one grouped, index-only count over the claim
+    index, at most ``max_age`` seconds old (default ``REVIEWQUEUE_COUNTS_MAX_AGE``)."""
+    return _figures(engine, max_age)[0]
+
+
+def oldest_waiting(*, engine=None, max_age: float | None = None) -> dict[str, Any]:
+    """``{queue: created_at of its oldest waiting item}``, as old as :func:`counts`."""
+    return _figures(engine, max_age)[1]
+
+
+def _figures(engine, max_age: float | None):
+    engine = engine or store.get_engine()
+    if max_age is None:
+        max_age = store.settings_of(engine).counts_max_age
+    return cache.fresh(("queue-figures", str(engine.url)), max_age, lambda: _count(engine))
+
+
+def _count(engine) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
     result: dict[str, dict[str, int]] = {}
+    oldest: dict[str, Any] = {}
     with store.read(engine) as tx:
-        for queue, status, n in tx.execute(stmt):
+        for queue, status, n in tx.execute(
+            select(Item.queue, Item.status, func.count()).group_by(Item.queue, Item.status)
+        ):
             result.setdefault(queue, {})[status] = n
-    return result
+        # The oldest waiting item of each queue: one index seek per (queue, status)
+        # on ix_items_waiting, not a scan of the backlog.
+        for queue, statuses in result.items():
+            times = [
+                tx.execute(
+                    select(func.min(Item.created_at)).where(Item.queue == queue, Item.status == status)
+                ).scalar()
+                for status in statuses
+                if status in WAITING
+            ]
+            times = [clock.parse(t) for t in times if t is not None]
+            if times:
+                oldest[queue] = min(times)
+    return result, oldest
 
 
-def oldest_pending(*, engine=None) -> dict[str, Any]:
-    stmt = (
-        select(Item.queue, func.min(Item.created_at))
-        .where(Item.status.in_(sorted(WAITING)))
-        .group_by(Item.queue)
-    )
-    with store.read(engine) as tx:
-        return {q: clock.parse(t) if t else None for q, t in tx.execute(stmt)}
-
-
-def overview(*, engine=None, only: list[str] | None = None) -> list[QueueOut]:
-    """Every queue with its settings, counts by status and oldest waiting item."""
+def overview(*, engine=None, only: list[str] | None = None, max_age: float | None = None) -> list[QueueOut]:
+    """Every queue with its settings, counts by status and oldest waiting item (the
+    figures at most ``max_age`` seconds old, see :func:`counts`)."""
     with store.read(engine) as tx:
         stmt = select(Queue).order_by(Queue.name)
         if only is not None:
             stmt = stmt.where(Queue.name.in_(only))
         queues = list(tx.session.scalars(stmt))
-    all_counts = counts(engine=engine, only=only)
-    oldest = oldest_pending(engine=engine)
+    all_counts, oldest = _figures(engine, max_age)
     return [
         QueueOut(
             name=q.name,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from .vocab import Route, Status, Verdict
 
@@ -20,9 +20,6 @@ QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 QueueName = Annotated[str, StringConstraints(pattern=QUEUE_NAME_PATTERN)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
-# No NUL characters anywhere: PostgreSQL cannot store them in text or JSON, and the
-# same input must behave the same on both backends.
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 _NUL = re.compile(r"(?:^|[^\\])(?:\\\\)*\\u0000")
 
@@ -30,6 +27,41 @@ _NUL = re.compile(r"(?:^|[^\\])(?:\\\\)*\\u0000")
 def has_nul(encoded_json: str) -> bool:
     """Whether JSON text encodes a NUL character (an unescaped ``\\u0000``)."""
     return "u0000" in encoded_json and _NUL.search(encoded_json) is not None
+
+
+def unstorable(text: str, *, encoded_json: bool = False) -> str | None:
+    """Why ``text`` (plain, or JSON encoded with ``ensure_ascii=False``) cannot be stored,
+    or ``None``. Neither database stores a NUL character in text or JSON, nor a lone
+    UTF-16 surrogate (``\\ud800``: not a character, so not UTF-8), and the same input
+    must behave the same on both backends."""
+    if has_nul(text) if encoded_json else "\x00" in text:
+        return "NUL characters (\\u0000) cannot be stored"
+    if not text.isascii():  # the common case costs one C scan
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "lone surrogates (\\ud800-\\udfff) are not characters and cannot be stored"
+    return None
+
+
+def _storable(text: str) -> str:
+    problem = unstorable(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+#: Text a person or an app supplied, checked to be storable as it is.
+Text = Annotated[str, AfterValidator(_storable)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_storable)]
+
+
+def _storable_json(value: Any) -> Any:
+    if value is not None:
+        problem = unstorable(json.dumps(value, ensure_ascii=False), encoded_json=True)
+        if problem:
+            raise ValueError(problem)
+    return value
 
 
 #: A model input or output: plain text, or any JSON object or array.
@@ -41,9 +73,9 @@ class ContextSource(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    title: str | None = None
-    text: str = ""
-    url: str | None = None
+    title: Text | None = None
+    text: Text = ""
+    url: Text | None = None
 
 
 class ItemIn(BaseModel):
@@ -93,7 +125,7 @@ class QueueSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = Field(default=None, max_length=2000)
+    description: Text | None = Field(default=None, max_length=20_000)
     threshold: Probability | None = Field(
         default=None, description="Outputs with confidence below this go to review (default 0.8)."
     )
@@ -142,16 +174,14 @@ class DecisionIn(BaseModel):
 
     @field_validator("final_output")
     @classmethod
-    def _no_nul(cls, value):
-        if value is not None and has_nul(json.dumps(value)):
-            raise ValueError("NUL characters (\\u0000) are not allowed")
-        return value
+    def _final_output_storable(cls, value):
+        return _storable_json(value)
 
     final_label: ShortText | None = None
     reason: ShortText | None = Field(
         default=None, description="Required for 'reject': one of the queue's reject_reasons."
     )
-    comment: str | None = Field(default=None, max_length=10_000, pattern=r"^[^\x00]*$")
+    comment: Text | None = Field(default=None, max_length=10_000)
     seconds_spent: float | None = Field(default=None, ge=0, le=86400 * 7, allow_inf_nan=False)
 
 

@@ -24,8 +24,24 @@ class Settings(BaseSettings):
     export_workers: int = Field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)), ge=1, le=64)
     #: Seconds a reviewer may undo their last decision.
     undo_seconds: int = 30
-    #: Failed sign-ins allowed per user name within ``signin_window_seconds``.
-    signin_attempts: int = 5
+    #: Review app sessions end after this many minutes without a run, and this many
+    #: hours after sign-in, whichever comes first.
+    ui_idle_minutes: int = Field(default=60, ge=1)
+    ui_session_hours: int = Field(default=12, ge=1)
+    #: The review app holds an item under a lease this short (renewed every 30 s while the
+    #: page is open), so an item whose reviewer closed the browser is back in the queue
+    #: soon; queues with a shorter lease keep theirs.
+    ui_lease_seconds: int = Field(default=120, ge=30)
+    #: Queue counts and backlog ages shown by the app, the API and /metrics are at most
+    #: this many seconds old (computing them scans an index; see cache.py). 0: always fresh.
+    counts_max_age: float = Field(default=2.0, ge=0)
+    #: The server's secret key (keys.py): from this variable, or else from this file,
+    #: created on first use.
+    secret_key: str | None = None
+    secret_key_file: str = "data/secret.key"
+    #: Allow webhooks to loopback, private and link-local addresses (egress.py).
+    webhook_allow_private: bool = False
+    #: The window in which failed sign-ins are counted, and the longest back-off (users.py).
     signin_window_seconds: int = 300
 
 

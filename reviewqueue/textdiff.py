@@ -51,6 +51,24 @@ def decision_distance(verdict: str, output: Any, final_output: Any) -> int | Non
     return edit_distance(output, final_output)
 
 
+def diff_lines(old: str, new: str, *, context: int = 6) -> str:
+    """A word-level diff as lines for a ``diff``-highlighted block: ``- removed``,
+    ``+ added``, and unchanged runs (long ones shortened to ``context`` words each side)."""
+    a, b = old.split(), new.split()
+    lines = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            same = a[i1:i2]
+            if len(same) > 2 * context:
+                same = [*same[:context], "…", *same[-context:]]
+            lines.append("  " + " ".join(same))
+        if op in ("delete", "replace"):
+            lines.append("- " + " ".join(a[i1:i2]))
+        if op in ("insert", "replace"):
+            lines.append("+ " + " ".join(b[j1:j2]))
+    return "\n".join(lines) if any(line[0] in "-+" for line in lines) else ""
+
+
 def word_diff(old: str, new: str) -> str:
     """A plain-text word diff: ``[-removed-]`` and ``{+added+}``."""
     a, b = old.split(), new.split()

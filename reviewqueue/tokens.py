@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import bindparam, select, update
 
@@ -25,7 +26,7 @@ from .errors import (
     ValidationFailed,
 )
 from .models import ApiToken, Queue, User
-from .vocab import EventKind, Scope
+from .vocab import EventKind, Role, Scope
 
 #: Which scopes may do what. ``admin`` may do everything.
 ABILITIES = {
@@ -38,23 +39,44 @@ ABILITIES = {
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the token's name, scope, queue list and (for review) user."""
+    """Who is calling: the token's name, scope, queue list, and the user it acts as
+    (with that user's role as of this request)."""
 
     token: str
     scope: str
     queues: tuple[str, ...]
     user: str | None
+    role: str | None = None
 
     @property
     def actor(self) -> str:
+        """The name decisions are recorded under: the token's user, or the token."""
         return self.user or f"token:{self.token}"
 
+    @property
+    def audit_actor(self) -> str:
+        """Who did it, for the audit log: the user and the token they used."""
+        return f"{self.user} (token:{self.token})" if self.user else f"token:{self.token}"
+
     def can(self, ability: str) -> bool:
-        return ability in ABILITIES[self.scope]
+        """A token may do what its scope allows, and never more than its user's role: an
+        admin token of a user demoted to reviewer administers nothing."""
+        if ability not in ABILITIES[self.scope]:
+            return False
+        return not (ability == Scope.ADMIN and self.user is not None and self.role != Role.ADMIN)
 
     def require(self, ability: str) -> None:
         if not self.can(ability):
+            if ability in ABILITIES[self.scope]:
+                raise PermissionDenied(
+                    f"token {self.token!r} acts as {self.user}, whose role ({self.role}) cannot {ability}"
+                )
             raise PermissionDenied(f"token {self.token!r} has scope {self.scope!r}, which cannot {ability}")
+
+    def require_role(self, role: Role) -> None:
+        """The token acts as a user of at least ``role`` (leads settle disputes)."""
+        if self.user is None or self.role is None or not Role(self.role).at_least(role):
+            raise PermissionDenied(f"token {self.token!r} must act as a user who is at least {role}")
 
     def allowed_queues(self) -> list[str] | None:
         """The queues this token is limited to, or None for all."""
@@ -77,6 +99,7 @@ def create(
     *,
     queues: list[str] | None = None,
     user: str | None = None,
+    expires_in: timedelta | None = None,
     actor: str = "system",
     engine=None,
 ) -> tuple[ApiToken, str]:
@@ -111,13 +134,20 @@ def create(
             user=user,
             token_hash=_hash(plaintext),
             prefix=plaintext[:10],
+            expires_at=clock.now() + expires_in if expires_in else None,
         )
         session.add(record)
         events.record(
             tx,
             EventKind.TOKEN_CREATED,
             actor,
-            after={"name": name, "scope": scope, "queues": queues or [], "user": user},
+            after={
+                "name": name,
+                "scope": scope,
+                "queues": queues or [],
+                "user": user,
+                "expires_at": clock.iso(record.expires_at),
+            },
         )
     return record, plaintext
 
@@ -161,8 +191,19 @@ def revoke(name: str, *, actor: str = "system", engine=None) -> ApiToken:
     return record
 
 
-_BY_HASH = select(ApiToken.name, ApiToken.scope, ApiToken.queues, ApiToken.user, ApiToken.revoked_at).where(
-    ApiToken.token_hash == bindparam("h")
+_BY_HASH = (
+    select(
+        ApiToken.name,
+        ApiToken.scope,
+        ApiToken.queues,
+        ApiToken.user,
+        ApiToken.revoked_at,
+        ApiToken.expires_at,
+        User.active.label("user_active"),
+        User.role.label("user_role"),
+    )
+    .outerjoin(User, User.name == ApiToken.user)
+    .where(ApiToken.token_hash == bindparam("h"))
 )
 
 
@@ -177,7 +218,13 @@ def authenticate(token: str | None, *, engine=None) -> Principal:
         raise AuthenticationFailed("unknown token")
     if row.revoked_at is not None:
         raise AuthenticationFailed(f"token {row.name!r} was revoked")
-    who = Principal(token=row.name, scope=row.scope, queues=tuple(row.queues or ()), user=row.user)
+    if row.expires_at is not None and clock.parse(row.expires_at) <= clock.now():
+        raise AuthenticationFailed(f"token {row.name!r} expired at {clock.iso(clock.parse(row.expires_at))}")
+    if row.user is not None and not row.user_active:
+        raise AuthenticationFailed(f"token {row.name!r} acts as {row.user}, whose account is not active")
+    who = Principal(
+        token=row.name, scope=row.scope, queues=tuple(row.queues or ()), user=row.user, role=row.user_role
+    )
     _recent[digest] = (time.monotonic() + RECENT_SECONDS, who)
     return who
 

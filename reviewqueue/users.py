@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import defaultdict, deque
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from . import events, store
+from . import clock, events, store
 from .errors import AlreadyExists, AuthenticationFailed, NotFound, RateLimited, ValidationFailed
-from .models import User
+from .models import SignInAttempt, User
 from .vocab import EventKind, Role
 
 _hasher = PasswordHasher()
-_failures: dict[str, deque] = defaultdict(deque)
-_failures_lock = threading.Lock()
 # Verified against when the user does not exist, so a wrong name costs as long as a
 # wrong password and timing does not reveal which names exist.
 _DUMMY_HASH = _hasher.hash("reviewqueue-dummy-password")
@@ -85,6 +81,10 @@ def update(
             changes["password"] = "changed"
         if changes:
             events.record(tx, EventKind.USER_UPDATED, actor, after={"name": name, **changes})
+    if "active" in changes or "role" in changes:
+        from . import tokens
+
+        tokens.forget_recent()  # this process: at once; the others within tokens.RECENT_SECONDS
     return user
 
 
@@ -103,19 +103,20 @@ def all_users(*, engine=None) -> list[User]:
         return list(tx.session.scalars(select(User).order_by(User.name)))
 
 
-def authenticate(name: str, password: str, *, engine=None) -> User:
-    """Return the active user, or raise ``AuthenticationFailed`` / ``RateLimited``."""
+def authenticate(name: str, password: str, *, client: str | None = None, engine=None) -> User:
+    """Return the active user, or raise ``AuthenticationFailed`` / ``RateLimited``.
+
+    Failed attempts are kept in the database (every process sees them) and each is an
+    event. Past a few failures, the next attempt must wait, doubling with each further
+    failure up to the window (``REVIEWQUEUE_SIGNIN_WINDOW_SECONDS``): counted for the
+    name from this client, for this client whatever the name (password spraying), and
+    for the name from anywhere, with a larger allowance so that someone else's guesses
+    slow the real user down late and briefly rather than lock them out.
+    """
     engine = engine or store.get_engine()
     settings = store.settings_of(engine)
-    key = (name or "").strip().lower()
-    with _failures_lock:
-        recent = _failures[key]
-        cutoff = time.monotonic() - settings.signin_window_seconds
-        while recent and recent[0] < cutoff:
-            recent.popleft()
-        if len(recent) >= settings.signin_attempts:
-            wait = int(recent[0] - cutoff) + 1
-            raise RateLimited(f"too many failed sign-ins for this user name; try again in {wait} seconds")
+    now = clock.now()
+    _check_back_off(name, client, now, settings, engine)
     user = get(name, engine=engine) if name else None
     try:
         ok = _hasher.verify(
@@ -123,15 +124,54 @@ def authenticate(name: str, password: str, *, engine=None) -> User:
         )
     except (VerificationError, InvalidHashError):
         ok = False
-    if not ok or user is None or not user.active or not user.password_hash:
-        with _failures_lock:
-            _failures[key].append(time.monotonic())
+    ok = ok and user is not None and user.active and bool(user.password_hash)
+    with store.write(engine) as tx:
+        tx.session.add(SignInAttempt(at=now, name=(name or "")[:128], client=client, ok=ok))
+        if ok:
+            events.record(tx, EventKind.USER_SIGNED_IN, user.name, after={"client": client}, at=now)
+        else:
+            events.record(
+                tx,
+                EventKind.USER_SIGN_IN_FAILED,
+                f"client:{client or 'unknown'}",
+                after={"name": (name or "")[:128]},
+                at=now,
+            )
+    if not ok:
         raise AuthenticationFailed("wrong username or password")
-    with _failures_lock:
-        _failures.pop(key, None)
     return user
 
 
+#: Failures allowed within the window before the back-off starts: for a name from one
+#: client, for one client (any names), and for a name (any clients).
+FREE_FAILURES = {"name_client": 5, "client": 20, "name": 20}
+
+
+def _check_back_off(name: str, client: str | None, now, settings, engine) -> None:
+    since = now - timedelta(seconds=settings.signin_window_seconds)
+    a = SignInAttempt
+    scopes = {
+        "name_client": [a.name == name, a.client == client] if client else None,
+        "client": [a.client == client] if client else None,
+        "name": [a.name == name],
+    }
+    with store.read(engine) as tx:
+        for scope, where in scopes.items():
+            if where is None:
+                continue
+            last_ok = tx.execute(select(func.max(a.at)).where(*where, a.ok.is_(True), a.at >= since)).scalar()
+            start = max(since, clock.parse(last_ok)) if last_ok else since
+            failures, latest = tx.execute(
+                select(func.count(), func.max(a.at)).where(*where, a.ok.is_(False), a.at >= start)
+            ).one()
+            excess = failures - FREE_FAILURES[scope]
+            if excess < 0:
+                continue
+            wait = min(2**excess, settings.signin_window_seconds)
+            left = wait - (now - clock.parse(latest)).total_seconds()
+            if left > 0:
+                raise RateLimited(f"too many failed sign-ins; try again in {int(left) + 1} seconds")
+
+
 def reset_rate_limits() -> None:
-    with _failures_lock:
-        _failures.clear()
+    """Kept for tests: the counters live in the database, which each test makes afresh."""

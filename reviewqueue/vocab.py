@@ -139,3 +139,4 @@ class EventKind(StrEnum):
     WEBHOOK_ADDED = "webhook.added"
     WEBHOOK_REMOVED = "webhook.removed"
     EXPORT_WRITTEN = "export.written"
+    POLICY_UPDATED = "policy.updated"

@@ -17,6 +17,19 @@ PG_URL = os.environ.get("REVIEWQUEUE_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
+@pytest.fixture(autouse=True)
+def _keep_the_main_module():
+    """Streamlit's AppTest runs its script as ``__main__`` and leaves it there; a later
+    test of the process that starts a ``multiprocessing`` child would then re-run that
+    script in the child. Put the real one back after every test."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory):
     path = tmp_path_factory.mktemp("template") / "template.db"
@@ -58,17 +71,21 @@ def pg_migrated():
 
 
 def _truncate_pg(url: str) -> None:
-    engine = store.get_engine(url)
-    with engine.begin() as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+    # A throwaway engine: the test's own engine is made after its settings are.
+    engine = store.make_engine(url, pool=False)
+    try:
+        with engine.begin() as conn:
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                    )
                 )
-            )
-        ]
-        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            ]
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    finally:
+        store.dispose(engine)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -82,6 +99,8 @@ def db_url(request, tmp_path, monkeypatch):
         _truncate_pg(url)
     monkeypatch.setenv("REVIEWQUEUE_DATABASE_URL", url)
     monkeypatch.setenv("REVIEWQUEUE_EXPORT_DIR", str(tmp_path / "exports"))
+    # Tests read their own writes: no cached counts (tests/test_cache.py covers the cache).
+    monkeypatch.setenv("REVIEWQUEUE_COUNTS_MAX_AGE", "0")
     get_settings.cache_clear()
     users.reset_rate_limits()
     tokens._touched.clear()
@@ -180,16 +199,20 @@ def api(db_url, engine):
 def make_token(engine):
     from reviewqueue import tokens, users
 
-    def make(scope: str, *, queues=None, user=None, name=None):
+    def make(scope: str, *, queues=None, user=None, name=None, expires_in=None):
         if scope == "review" and user is None:
             user = "rita"
+        if scope == "admin" and user == "rita":
+            user = "adam"  # an admin token acts as an admin: a reviewer's would administer nothing
         if user and users.get(user, engine=engine) is None:
-            users.add(user, role="reviewer", password="password-123", engine=engine)
+            role = "admin" if scope == "admin" else "reviewer"
+            users.add(user, role=role, password="password-123", engine=engine)
         _, plaintext = tokens.create(
             name or f"{scope}-{len(tokens.all_tokens(engine=engine))}",
             scope,
             queues=queues,
             user=user,
+            expires_in=expires_in,
             engine=engine,
         )
         return {"Authorization": f"Bearer {plaintext}"}

@@ -3,6 +3,7 @@ app started as a user starts it. Checks what only a browser shows: rendering,
 keyboard shortcuts and network requests."""
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -99,67 +100,170 @@ def app_server(tmp_path, recorder):
         yield base, url
 
 
-def sign_in_and_open_queue(page, base):
+def sign_in(page, base, name="rita"):
     from playwright.sync_api import expect
 
     page.goto(base)
-    page.get_by_label("Username").fill("rita")
-    page.get_by_role("textbox", name="Password").fill("rita-password")
+    page.get_by_label("Username").fill(name)
+    page.get_by_role("textbox", name="Password").fill(f"{name}-password")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_text("Signed in as rita")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(f"Signed in as {name}")).to_be_visible(timeout=30_000)
+
+
+def sign_in_and_open_queue(page, base):
+    from playwright.sync_api import expect
+
+    sign_in(page, base)
     # The only queue is preselected; the first item is claimed and shown at once.
-    expect(page.get_by_role("button", name="Approve")).to_be_enabled(timeout=30_000)
+    expect(page.get_by_role("button", name="Approve · A")).to_be_enabled(timeout=30_000)
 
 
-def status_of(url, external_id):
+def decided_today(page, n: int):
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text(f"You: {n} today")).to_be_visible(timeout=30_000)
+
+
+def status_of(url, external_id, queue="support"):
     engine = store.make_engine(url)
     try:
-        return items.get_by_external_id("support", external_id, engine=engine)
+        return items.get_by_external_id(queue, external_id, engine=engine)
     finally:
         engine.dispose()
 
 
-def test_review_flow_in_a_real_browser(browser, app_server, recorder, tmp_path):
+def test_review_flow_from_the_keyboard(browser, app_server, recorder, tmp_path):
     from playwright.sync_api import expect
 
     base, url = app_server
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
     sign_in_and_open_queue(page, base)
-    # 1. The evil item is first (lowest confidence): approve it with the keyboard.
+    # 1. The evil item is first (lowest confidence): approve it with A.
     expect(page.get_by_text("not bold**").first).to_be_visible()
-    page.get_by_role("heading", name="Model output").click()  # focus the page, not an input
     page.keyboard.press("a")
-    expect(page.get_by_text("Decided this session: 1")).to_be_visible(timeout=30_000)
+    decided_today(page, 1)
     assert status_of(url, "evil").status == "approved"
-    # 2. Correct the password answer: edit, see the diff, submit.
+    # 2. Correct the password answer: edit, Ctrl+Enter shows the coloured diff, again saves.
     expect(page.get_by_text("Go to Settings and press Reset.").first).to_be_visible(timeout=30_000)
     editor = page.get_by_label("Corrected output")
     editor.fill("Go to Settings > Security and press Reset password.")
-    page.get_by_role("button", name="Submit correction").click()
-    expect(page.get_by_text("{+> Security+}", exact=False).first).to_be_visible(timeout=30_000)
-    # The README's screenshot: refreshed with REVIEWQUEUE_UPDATE_SCREENSHOT=1, so a plain
-    # test run leaves the work tree clean.
+    editor.press("Control+Enter")
+    expect(page.get_by_text("+ > Security").first).to_be_visible(timeout=30_000)
     shot = (
         ROOT / "docs" / "review-page.png"
         if os.environ.get("REVIEWQUEUE_UPDATE_SCREENSHOT")
         else tmp_path / "shot.png"
     )
-    page.screenshot(path=str(shot), full_page=True)
+    page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
-    page.get_by_role("button", name="Submit correction").click()
-    expect(page.get_by_text("Decided this session: 2")).to_be_visible(timeout=30_000)
+    editor.press("Control+Enter")
+    decided_today(page, 2)
     corrected = status_of(url, "b")
     assert corrected.status == "corrected"
     assert corrected.decision.final_output == "Go to Settings > Security and press Reset password."
-    # 3. Reject the refund answer with a reason.
+    # 3. Reject the refund answer: 1 picks the first reason, X rejects.
     expect(page.get_by_text("No refunds ever.").first).to_be_visible(timeout=30_000)
-    page.get_by_role("combobox", name="Reject reason").click()
-    page.get_by_role("option", name="incorrect").click()
-    page.get_by_role("button", name="Reject").click()
-    expect(page.get_by_text("Decided this session: 3")).to_be_visible(timeout=30_000)
+    page.keyboard.press("1")
+    expect(page.get_by_text("Reject reason: press its number, then X")).to_be_visible()
+    time.sleep(0.5)  # the pick's rerun
+    page.keyboard.press("x")
+    decided_today(page, 3)
     rejected = status_of(url, "c")
     assert rejected.status == "rejected" and rejected.decision.reason == "incorrect"
     assert recorder.requests == []
+
+
+def test_enter_in_the_comment_never_decides(browser, app_server):
+    from playwright.sync_api import expect
+
+    base, url = app_server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    sign_in_and_open_queue(page, base)
+    comment = page.get_by_label("Comment (optional; Enter does not submit)")
+    comment.fill("this looks wrong to me")
+    comment.press("Enter")
+    time.sleep(1.5)
+    assert status_of(url, "evil").status == "in_review"
+    expect(page.get_by_text("You: 0 today")).to_be_visible()
+
+
+def test_after_picking_a_queue_the_keys_review(browser, app_server):
+    from playwright.sync_api import expect
+
+    base, url = app_server
+    engine = store.make_engine(url)
+    queues.create("other", {"threshold": 0.8, "audit_rate": 0.0}, engine=engine)
+    ingest.submit(
+        {"queue": "other", "external_id": "o1", "input": "x", "output": "y", "confidence": 0.1}, engine=engine
+    )
+    engine.dispose()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    sign_in(page, base)
+    page.get_by_role("radio", name="other").click()
+    expect(page.get_by_role("button", name="Approve · A")).to_be_enabled(timeout=30_000)
+    page.keyboard.press("a")  # the picker must not have kept the keyboard
+    decided_today(page, 1)
+    assert status_of(url, "o1", "other").status == "approved"
+
+
+def test_hidden_characters_show_as_markers(browser, app_server):
+    from playwright.sync_api import expect
+
+    base, url = app_server
+    engine = store.make_engine(url)
+    ingest.submit(
+        {
+            "queue": "support",
+            "external_id": "bidi",
+            "input": "status?",
+            "model": "m\u202eevil",
+            "output": "Refund \u202e!devorppa\u202c status",
+            "confidence": 0.001,
+        },
+        engine=engine,
+    )
+    engine.dispose()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    sign_in_and_open_queue(page, base)
+    expect(page.get_by_text("Refund ⟨U+202E⟩!devorppa⟨U+202C⟩ status").first).to_be_visible()
+    expect(page.get_by_text("m⟨U+202E⟩evil").first).to_be_visible()
+    expect(page.get_by_text("invisible or direction-changing characters").first).to_be_visible()
+
+
+def test_long_content_scrolls_and_the_buttons_stay_in_view(browser, app_server):
+    from playwright.sync_api import expect
+
+    base, url = app_server
+    engine = store.make_engine(url)
+    ingest.submit(
+        {
+            "queue": "support",
+            "external_id": "long",
+            "input": "word " * 100_000,
+            "output": "line\n" * 5_000,
+            "confidence": 0.0001,
+        },
+        engine=engine,
+    )
+    engine.dispose()
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    sign_in_and_open_queue(page, base)
+    approve = page.get_by_role("button", name="Approve · A")
+    expect(approve).to_be_in_viewport()
+    box = approve.bounding_box()
+    assert box and box["y"] + box["height"] <= 900
+
+
+def test_pages_have_their_own_urls(browser, app_server):
+    from playwright.sync_api import expect
+
+    base, _ = app_server
+    page = browser.new_page()
+    sign_in(page, base)
+    for name, path in (("Browse", "/browse"), ("Dashboard", "/dashboard"), ("Review", "")):  # Review is "/"
+        page.get_by_role("link", name=name).click()
+        expect(page).to_have_url(re.compile(rf"{path}/?$"), timeout=30_000)
+    expect(page.get_by_role("button", name="Approve · A")).to_be_enabled(timeout=30_000)
 
 
 def test_untrusted_output_is_inert(browser, app_server, recorder):

@@ -1,6 +1,7 @@
 """The CLI end to end, through typer's runner and (for error output) a real process."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -109,26 +110,92 @@ def test_user_add_with_password_stdin(db_url, engine):
     assert isinstance(r.exception, ValidationFailed)
 
 
-def test_demo_seeds_queues_items_and_users(db_url, engine):
+def test_ingest_checks_queues_first_and_reports_file_lines(db_url, engine, tmp_path):
+    """A file whose line 5,500 names an unknown queue imports nothing, and says which
+    line (not a batch position)."""
+    run("queue", "create", "support")
+    f = tmp_path / "big.jsonl"
+    lines = [
+        {"queue": "support", "input": f"q{i}", "output": "a", "confidence": 0.5, "external_id": f"x{i}"}
+        for i in range(6000)
+    ]
+    lines[5499]["queue"] = "ghost"
+    f.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    r = run("ingest", str(f))
+    assert isinstance(r.exception, ValidationFailed)
+    assert "line 5500: queue 'ghost' does not exist" in r.output
+    assert items.count(items.ItemFilter(), engine=engine) == 0
+    lines[5499]["queue"] = "support"
+    lines[3000]["input"] = "x" * 2_000_000  # caught while storing: still no partial import
+    f.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    r = run("ingest", str(f))
+    assert isinstance(r.exception, ValidationFailed) and "line 3001" in r.output, r.output
+    assert items.count(items.ItemFilter(), engine=engine) == 0
+
+
+def test_batched_ingest_is_resumable(db_url, engine, tmp_path):
+    run("queue", "create", "support")
+    f = tmp_path / "items.jsonl"
+    f.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "queue": "support",
+                    "input": f"q{i}",
+                    "output": "a",
+                    "confidence": 0.5,
+                    "external_id": f"x{i}",
+                }
+            )
+            for i in range(25)
+        )
+        + "\n"
+    )
+    r = run("ingest", str(f), "--batch-size", "10")
+    assert r.exit_code == 0 and "run it again" in r.output, r.output
+    assert "imported 0 item(s)" in run("ingest", str(f), "--batch-size", "10").output  # a re-run is safe
+    no_ids = tmp_path / "no-ids.jsonl"
+    no_ids.write_text(json.dumps({"queue": "support", "input": "q", "output": "a", "confidence": 0.5}) + "\n")
+    r = run("ingest", str(no_ids), "--batch-size", "10")
+    assert (
+        isinstance(r.exception, ValidationFailed)
+        and "line 1: a batched import needs an external_id" in r.output
+    )
+
+
+def test_user_roles_passwords_and_reactivation(db_url, engine):
+    run("user", "add", "maria", "--password-stdin", input="first-pass\n")
+    assert run("user", "role", "maria", "lead").exit_code == 0
+    assert users.get("maria", engine=engine).role == "lead"
+    assert run("user", "passwd", "maria", "--password-stdin", input="second-pass\n").exit_code == 0
+    assert users.authenticate("maria", "second-pass", engine=engine)
+    run("user", "deactivate", "maria")
+    assert not users.get("maria", engine=engine).active
+    run("user", "activate", "maria")
+    assert users.get("maria", engine=engine).active
+
+
+def test_demo_generates_credentials_shown_once(db_url, engine):
     r = run("demo")
     assert r.exit_code == 0, r.output
-    assert "admin-demo-2026" in r.output
+    logins = dict(re.findall(r"user '(\w+)'\s+password '([^']+)'", r.output))
+    assert set(logins) == {"admin", "reviewer"} and "demo-2026" not in r.output
+    assert users.authenticate("reviewer", logins["reviewer"], engine=engine).role == "reviewer"
+    assert "demo API token (admin scope, shown once): rq_" in r.output
     overview = {q.name: q for q in queues.overview(engine=engine)}
     assert set(overview) == {"support-replies", "ticket-triage"}
     assert overview["support-replies"].counts["pending"] > 50
     assert overview["ticket-triage"].labels
-    assert users.authenticate("reviewer", "reviewer-demo-2026", engine=engine).role == "reviewer"
-    assert run("demo").exit_code == 0  # idempotent
+    again = run("demo")
+    assert again.exit_code == 0 and "password '" not in again.output and "rq_" not in again.output
     assert items.count(items.ItemFilter(), engine=engine) == 500
+    gone = run("demo", "--remove")
+    assert "user admin disabled" in gone.output and "token demo disabled" in gone.output
+    assert not users.get("admin", engine=engine).active
 
 
-def test_up_starts_everything_with_a_demo(tmp_path):
-    """The README's run command, end to end: database, demo, UI, API, printed logins."""
+def _up(tmp_path, *flags):
     import os
-    import signal
-    import time
-
-    import httpx
 
     from .conftest import free_port
 
@@ -148,6 +215,7 @@ def test_up_starts_everything_with_a_demo(tmp_path):
             str(ui_port),
             "--api-port",
             str(api_port),
+            *flags,
         ],
         cwd=tmp_path,
         env=env,
@@ -156,15 +224,32 @@ def test_up_starts_everything_with_a_demo(tmp_path):
         text=True,
         start_new_session=True,
     )
+    out = []
+    while not any("Ctrl-C" in line for line in out):
+        out.append(proc.stdout.readline())
+        assert proc.poll() is None, "".join(out)
+    return proc, "".join(out), ui_port, api_port
+
+
+def _stop(proc):
+    import os
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_up_with_the_demo_serves_everything_and_prints_credentials_once(tmp_path):
+    """The README's run command, end to end: database, demo, UI, API, printed logins."""
+    import time
+
+    import httpx
+
+    proc, text, ui_port, api_port = _up(tmp_path, "--demo")
     try:
-        out = []
-        while not any("Ctrl-C" in line for line in out):
-            out.append(proc.stdout.readline())
-            assert proc.poll() is None, "".join(out)
-        text = "".join(out)
         assert f"http://127.0.0.1:{ui_port}" in text and f"http://127.0.0.1:{api_port}" in text
-        assert "admin-demo-2026" in text and "reviewer-demo-2026" in text
-        token = next(line.split()[-1] for line in out if "demo API token" in line)
+        assert re.search(r"user 'admin'\s+password '", text) and "demo-2026" not in text
+        token = re.search(r"demo API token \(admin scope, shown once\): (\S+)", text).group(1)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -180,5 +265,14 @@ def test_up_starts_everything_with_a_demo(tmp_path):
             time.sleep(0.3)
         assert {q["name"] for q in api.json()} == {"support-replies", "ticket-triage"}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        _stop(proc)
+    proc, again, _, _ = _up(tmp_path)  # a second start: no credentials, a warning about the demo's
+    _stop(proc)
+    assert token not in again and "password '" not in again
+    assert "demo accounts are active" in again and "reviewqueue demo --remove" in again
+
+
+def test_up_without_the_demo_seeds_nothing(tmp_path):
+    proc, text, _, _ = _up(tmp_path)
+    _stop(proc)
+    assert "password" not in text and "no accounts yet" in text

@@ -25,11 +25,17 @@ def test_every_cli_command_is_in_the_readme():
     assert missing == [], f"document these in README.md: {missing}"
 
 
-def test_every_api_route_is_in_the_readme():
-    from fastapi.routing import APIRoute
-
+def api_routes() -> list[str]:
+    """Every route of the API as "METHOD /path", from its OpenAPI schema (which sees the
+    routes of every included router)."""
     from reviewqueue.api.app import create_app
 
-    routes = [r for r in create_app("sqlite://").routes if isinstance(r, APIRoute)]
-    missing = [f"{m} {r.path}" for r in routes for m in r.methods if f"`{m} {r.path}" not in README]
+    paths = create_app("sqlite://").openapi()["paths"]
+    return [f"{method.upper()} {path}" for path, ops in paths.items() for method in ops]
+
+
+def test_every_api_route_is_in_the_readme():
+    routes = api_routes()
+    assert len(routes) >= 10  # the check itself sees the routes
+    missing = [r for r in routes if f"`{r}" not in README]
     assert missing == [], f"document these in README.md: {missing}"

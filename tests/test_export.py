@@ -12,9 +12,12 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from reviewqueue import export, ingest, review, textdiff
-from reviewqueue.export import COLUMNS
+from reviewqueue.export import COLUMNS, run, slices
+from reviewqueue.export.writers import arrow_text
+from reviewqueue.models import ExportRun, Review
 
 from .conftest import item
 
@@ -74,7 +77,7 @@ def test_jsonl_semantics(engine, decided, tmp_path):
         "correct": 2,
         "reject": 1,
     }
-    assert manifest["sha256"] == export._sha256(r.path) and manifest["schema_version"] == 1
+    assert manifest["sha256"] == export.sha256_of(r.path) and manifest["schema_version"] == 1
     assert (
         manifest["queue"] == "support" and manifest["format"] == "jsonl" and manifest["reviewqueue_version"]
     )
@@ -117,11 +120,11 @@ def test_empty_period_writes_valid_empty_files(engine, queue, tmp_path):
 
     for fmt in ("jsonl", "csv", "parquet", "chat-jsonl"):
         [r] = export.export(tmp_path, fmt=fmt, week_spec="2020-W01", engine=engine)
-        assert r.rows == 0 and json.loads(r.manifest.read_text())["files"][fmt]["rows"] == 0
-    base = tmp_path / "support" / "2020-W01"
-    assert pq.read_table(base / "data.parquet").schema.names == COLUMNS
-    assert (base / "data.csv").read_text().strip() == ",".join(COLUMNS)
-    assert (base / "data.jsonl").read_text() == ""
+        assert r.rows == 0 and json.loads(r.manifest.read_text())["rows"] == 0
+    base = "support/2020-W01"
+    assert pq.read_table(tmp_path / "parquet" / base / "data.parquet").schema.names == COLUMNS
+    assert (tmp_path / "csv" / base / "data.csv").read_text().strip() == ",".join(COLUMNS)
+    assert (tmp_path / "jsonl" / base / "data.jsonl").read_text() == ""
 
 
 def test_verdict_filter_and_chat_format(engine, decided, tmp_path):
@@ -162,7 +165,7 @@ def test_week_bounds_are_monday_to_monday_utc(engine, queue, tmp_path, fake_cloc
     for fmt in ("jsonl", "parquet"):
         [r] = export.export(tmp_path, fmt=fmt, week_spec="2026-W47", engine=engine)
         assert r.rows == 2 and r.counts_by_verdict == {"approve": 2}
-    rows = [json.loads(x) for x in r.path.with_name("data.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (tmp_path / "jsonl/support/2026-W47/data.jsonl").read_text().splitlines()]
     assert [x["external_id"] for x in rows] == ["ext-1", "ext-2"]
     assert rows[0]["decided_at"].startswith("2026-11-16T00:00:00.")
 
@@ -170,17 +173,17 @@ def test_week_bounds_are_monday_to_monday_utc(engine, queue, tmp_path, fake_cloc
 def test_three_incremental_runs_give_each_decision_once(engine, queue, tmp_path, fake_clock):
     seen = []
     n = 0
-    for run in range(3):
+    for _run in range(3):
         for _ in range(4):
             ingest.submit(item(n), engine=engine)
             held = review.claim_next("support", "ann", engine=engine)
             review.decide(held.id, "ann", {"verdict": "approve"}, engine=engine)
             n += 1
         fake_clock.advance(2)  # PostgreSQL's settled bound trails "now" by a second
-        [r] = export.export(tmp_path / f"run{run}", fmt="jsonl", engine=engine)
+        [r] = export.export(tmp_path, fmt="jsonl", engine=engine)
         seen += [json.loads(x)["item_id"] for x in r.path.read_text().splitlines()]
     assert len(seen) == 12 == len(set(seen))
-    [empty] = export.export(tmp_path / "run4", fmt="jsonl", engine=engine)
+    [empty] = export.export(tmp_path, fmt="jsonl", engine=engine)
     assert empty.rows == 0
 
 
@@ -190,32 +193,32 @@ def test_decision_landing_during_export_is_not_lost(engine, queue, tmp_path, fak
     held = review.claim_next("support", "ann", engine=engine)
     review.decide(held.id, "ann", {"verdict": "approve"}, engine=engine)
     fake_clock.advance(2)
-    real_rows = export._rows
+    real_rows = run.read_rows
 
     def rows_then_decide(*args, **kwargs):
         yield from real_rows(*args, **kwargs)
         other = review.claim_next("support", "bob", engine=engine)
         review.decide(other.id, "bob", {"verdict": "approve"}, engine=engine)
 
-    monkeypatch.setattr(export, "_rows", rows_then_decide)
-    [first] = export.export(tmp_path / "a", fmt="jsonl", engine=engine)
-    monkeypatch.setattr(export, "_rows", real_rows)
+    monkeypatch.setattr(run, "read_rows", rows_then_decide)
+    [first] = export.export(tmp_path, fmt="jsonl", engine=engine)
+    monkeypatch.setattr(run, "read_rows", real_rows)
     fake_clock.advance(2)
-    [second] = export.export(tmp_path / "b", fmt="jsonl", engine=engine)
+    [second] = export.export(tmp_path, fmt="jsonl", engine=engine)
     assert (first.rows, second.rows) == (1, 1)
 
 
 def test_failed_export_leaves_no_file_and_keeps_watermark(engine, decided, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
-        yield [export._row(r) for r in []]
+        yield []
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(export, "_rows", boom)
+    monkeypatch.setattr(run, "read_rows", boom)
     with pytest.raises(RuntimeError):
         export.export(tmp_path, fmt="parquet", engine=engine)
-    assert not list(tmp_path.glob("support/**/data.*"))
+    assert not list(tmp_path.glob("*/support/**/data.*"))
     assert not list((tmp_path / ".partial").iterdir())
-    assert export.watermark("support", "parquet", "", engine=engine) is None
+    assert export.watermark(export.default_feed(tmp_path, "parquet", ""), "support", engine=engine) is None
 
 
 def test_killed_export_leaves_no_file(engine, queue, tmp_path, db_url, fake_clock):
@@ -226,13 +229,14 @@ def test_killed_export_leaves_no_file(engine, queue, tmp_path, db_url, fake_cloc
     script = (
         "import time, sys\n"
         "from reviewqueue import export\n"
-        "real = export._rows\n"
+        "from reviewqueue.export import run\n"
+        "real = run.read_rows\n"
         "def slow(*a, **k):\n"
         "    for chunk in real(*a, **k):\n"
         "        yield chunk[:10]\n"
         "        print('chunk', flush=True)\n"
         "        time.sleep(30)\n"
-        "export._rows = slow\n"
+        "run.read_rows = slow\n"
         f"export.export({str(tmp_path)!r}, fmt='jsonl')\n"
     )
     proc = subprocess.Popen(
@@ -244,8 +248,8 @@ def test_killed_export_leaves_no_file(engine, queue, tmp_path, db_url, fake_cloc
     assert proc.stdout.readline().strip() == "chunk"  # mid-export
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    assert not list(tmp_path.glob("support/**/data.*"))
-    assert export.watermark("support", "jsonl", "", engine=engine) is None
+    assert not list(tmp_path.glob("*/support/**/data.*"))
+    assert export.watermark(export.default_feed(tmp_path, "jsonl", ""), "support", engine=engine) is None
     leftovers = list((tmp_path / ".partial").iterdir())
     assert leftovers  # the killed run's half-written file, outside the dataset
     fake_clock.advance(2)  # past PostgreSQL's one-second settling margin
@@ -312,7 +316,7 @@ def test_arrow_text_matches_json_decoding():
     ]  # stored with ensure_ascii, as SQLAlchemy does
     raw += [json.dumps(v, ensure_ascii=False) for v in TEXT_CASES]  # and as other writers might
     expected = [None if r is None else (json.loads(r) if r.startswith('"') else r) for r in raw]
-    assert export._arrow_text(pa.array(raw, type=pa.string())).to_pylist() == expected
+    assert arrow_text(pa.array(raw, type=pa.string())).to_pylist() == expected
 
 
 @settings(max_examples=300, deadline=None)
@@ -321,17 +325,17 @@ def test_arrow_text_property(texts, ascii_only):
     import pyarrow as pa
 
     raw = [json.dumps(t, ensure_ascii=ascii_only) for t in texts]
-    assert export._arrow_text(pa.array(raw, type=pa.string())).to_pylist() == texts
+    assert arrow_text(pa.array(raw, type=pa.string())).to_pylist() == texts
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "chat-jsonl"])
 def test_parallel_slices_write_the_same_file(engine, decided, tmp_path, monkeypatch, fmt):
     """Worker processes converting slices of two decisions each give the same data as
     one process reading it all."""
-    monkeypatch.setattr(export, "SLICE_ROWS", 2)
+    monkeypatch.setattr(slices, "SLICE_ROWS", 2)
     wk = datetime.now(UTC).isocalendar()
     spec = f"{wk.year}-W{wk.week:02d}"
-    assert len(export._slices(engine, "support", export.week(spec))) == 3
+    assert len(slices.cut(engine, "support", export.week(spec))) == 3
     [one] = export.export(tmp_path / "one", fmt=fmt, week_spec=spec, engine=engine, workers=1)
     [two] = export.export(tmp_path / "two", fmt=fmt, week_spec=spec, engine=engine, workers=2)
     assert two.rows == one.rows and two.counts_by_verdict == one.counts_by_verdict
@@ -346,21 +350,17 @@ def test_parallel_slices_write_the_same_file(engine, decided, tmp_path, monkeypa
 
 
 def test_slices_cover_the_period_when_decisions_share_an_instant(engine, decided, monkeypatch):
-    monkeypatch.setattr(export, "SLICE_ROWS", 2)
+    monkeypatch.setattr(slices, "SLICE_ROWS", 2)
     with engine.begin() as conn:
-        conn.execute(
-            export.Review.__table__.update().values(created_at=datetime(2026, 11, 18, 12, tzinfo=UTC))
-        )
+        conn.execute(Review.__table__.update().values(created_at=datetime(2026, 11, 18, 12, tzinfo=UTC)))
     period = export.week("2026-W47")
-    slices = export._slices(engine, "support", period)
-    assert slices[0][0] == period.since and slices[-1][1] == period.until
-    assert all(a < b for a, b in slices) and all(
-        x[1] == y[0] for x, y in zip(slices, slices[1:], strict=False)
-    )
+    cuts = slices.cut(engine, "support", period)
+    assert cuts[0][0] == period.since and cuts[-1][1] == period.until
+    assert all(a < b for a, b in cuts) and all(x[1] == y[0] for x, y in zip(cuts, cuts[1:], strict=False))
 
 
 def test_worker_errors_reach_the_caller():
-    pool = export._Workers(1)
+    pool = slices.Workers(1)
     try:
         pool.send(
             0,
@@ -387,17 +387,219 @@ def test_worker_errors_reach_the_caller():
 def test_a_failed_parallel_export_leaves_no_file_and_keeps_the_watermark(
     engine, decided, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(export, "SLICE_ROWS", 2)
-    real = export._Workers.receive
+    monkeypatch.setattr(slices, "SLICE_ROWS", 2)
+    real = slices.Workers.receive
 
     def fail_on_second(self, k):
         if k == 1:
             raise RuntimeError("worker lost")
         return real(self, k)
 
-    monkeypatch.setattr(export._Workers, "receive", fail_on_second)
+    monkeypatch.setattr(slices.Workers, "receive", fail_on_second)
     with pytest.raises(RuntimeError, match="worker lost"):
         export.export(tmp_path, fmt="parquet", engine=engine, workers=2)
-    assert not list(tmp_path.glob("support/*/data.*"))
+    assert not list(tmp_path.glob("*/support/*/data.*"))
     assert not list((tmp_path / ".partial").iterdir())
-    assert export.watermark("support", "parquet", "", engine=engine) is None
+    assert export.watermark(export.default_feed(tmp_path, "parquet", ""), "support", engine=engine) is None
+
+
+# --- feeds ------------------------------------------------------------------------------
+
+
+def _decide_n(engine, start, n):
+    for i in range(start, start + n):
+        ingest.submit(item(i), engine=engine)
+        held = review.claim_next("support", "ann", engine=engine)
+        review.decide(held.id, "ann", {"verdict": "approve"}, engine=engine)
+
+
+def _ids(results):
+    return [json.loads(x)["item_id"] for r in results for x in r.path.read_text().splitlines()]
+
+
+def test_feeds_do_not_take_decisions_from_each_other(engine, queue, tmp_path, fake_clock):
+    """A reviewer's export into the default folder, and any ad-hoc export, leave the
+    team's incremental feed in another folder untouched (the first-day defect)."""
+    _decide_n(engine, 0, 4)
+    fake_clock.advance(2)
+    reviewer = export.export(tmp_path / "data-exports", fmt="parquet", engine=engine)
+    export.export(
+        tmp_path / "data-exports", fmt="parquet", since=datetime(2000, 1, 1, tzinfo=UTC), engine=engine
+    )
+    export.export(tmp_path / "srv", fmt="parquet", week_spec="2026-W47", engine=engine)
+    [cron] = export.export(tmp_path / "srv", fmt="parquet", engine=engine)
+    assert reviewer[0].rows == 4 and cron.rows == 4
+    # Named feeds, even into one folder, each keep their own watermark.
+    [a] = export.export(tmp_path / "shared", fmt="jsonl", feed="team-a", engine=engine)
+    [b] = export.export(tmp_path / "shared", fmt="jsonl", feed="team-b", engine=engine)
+    assert a.rows == b.rows == 4 and a.feed == "team-a"
+    _decide_n(engine, 4, 2)
+    fake_clock.advance(2)
+    [a2] = export.export(tmp_path / "shared", fmt="jsonl", feed="team-a", engine=engine)
+    assert a2.rows == 2 and set(_ids([a2])).isdisjoint(_ids([a]))
+
+
+def test_ad_hoc_exports_move_no_watermark(engine, queue, tmp_path, fake_clock):
+    _decide_n(engine, 0, 3)
+    fake_clock.advance(2)
+    export.export(tmp_path, fmt="csv", since=datetime(2000, 1, 1, tzinfo=UTC), engine=engine)
+    wk = datetime.now(UTC).isocalendar()
+    export.export(tmp_path, fmt="csv", week_spec=f"{wk.year}-W{wk.week:02d}", engine=engine)
+    assert export.watermark(export.default_feed(tmp_path, "csv", ""), "support", engine=engine) is None
+    with pytest.raises(Exception, match="feed"):
+        export.export(tmp_path, fmt="csv", week_spec="2026-W01", feed="x", engine=engine)
+
+
+def test_a_feed_keeps_its_shape(engine, queue, tmp_path):
+    from reviewqueue.errors import ValidationFailed
+
+    export.export(tmp_path, fmt="jsonl", feed="nightly", engine=engine)
+    with pytest.raises(ValidationFailed, match="nightly"):
+        export.export(tmp_path, fmt="parquet", feed="nightly", engine=engine)
+
+
+def test_a_second_run_of_a_feed_at_once_exports_nothing_twice(
+    engine, queue, tmp_path, fake_clock, monkeypatch
+):
+    """Two runs of one feed started together: the one that commits second finds the
+    watermark moved and gives up, leaving no file."""
+    from reviewqueue.errors import Conflict
+
+    _decide_n(engine, 0, 3)
+    fake_clock.advance(2)
+    real_record = run._record
+
+    def other_run_first(*args, **kwargs):
+        monkeypatch.setattr(run, "_record", real_record)
+        export.export(tmp_path, fmt="jsonl", feed="f", engine=engine)  # commits in between
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(run, "_record", other_run_first)
+    with pytest.raises(Conflict, match="meanwhile"):
+        export.export(tmp_path, fmt="jsonl", feed="f", engine=engine)
+    files = list(tmp_path.glob("jsonl/support/*/data.jsonl"))
+    assert len(files) == 1 and len(_ids([type("R", (), {"path": files[0]})])) == 3
+    assert not list((tmp_path / ".partial").iterdir())
+
+
+def test_layout_is_one_dataset_per_format_and_queue(engine, decided, tmp_path):
+    import pyarrow.parquet as pq
+
+    [p] = export.export(tmp_path, fmt="parquet", engine=engine)
+    [j] = export.export(tmp_path, fmt="jsonl", engine=engine)
+    assert p.path.relative_to(tmp_path).parts[:2] == ("parquet", "support")
+    assert j.path.relative_to(tmp_path).parts[:2] == ("jsonl", "support")
+    assert p.manifest.name == export.MANIFEST == "_manifest.json"
+    assert len(pd.read_parquet(tmp_path / "parquet" / "support")) == 5  # the manifest is skipped
+    assert pq.read_table(tmp_path / "parquet").num_rows == 5
+
+
+# --- crashes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", ["before_commit", "after_commit", "after_rename"])
+def test_killed_at_any_step_the_next_run_neither_repeats_nor_skips(
+    engine, queue, tmp_path, db_url, fake_clock, step
+):
+    """kill -9 at each step of recording a run: the next run (or a recovery) leaves every
+    decision in exactly one file, and every recorded run's file in place."""
+    _decide_n(engine, 0, 5)
+    fake_clock.advance(2)
+    script = f"from reviewqueue import export\nexport.export({str(tmp_path)!r}, fmt='jsonl', workers=1)\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "REVIEWQUEUE_DATABASE_URL": db_url, "REVIEWQUEUE_EXPORT_CRASH_AT": step},
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    _decide_n(engine, 5, 3)
+    fake_clock.advance(2)
+    export.export(tmp_path, fmt="jsonl", engine=engine)
+    files = sorted(tmp_path.glob("jsonl/support/*/data.jsonl"))
+    ids = [json.loads(x)["item_id"] for f in files for x in f.read_text().splitlines()]
+    assert len(ids) == 8 == len(set(ids)), (step, files)
+    from reviewqueue import store
+
+    with store.read(engine) as tx:
+        recorded = tx.session.scalars(select(ExportRun)).all()
+    assert all(r.pending_path is None and os.path.exists(r.path) for r in recorded)
+    assert sorted(str(f) for f in files) == sorted(r.path for r in recorded)
+    assert not [p for p in (tmp_path / ".partial").iterdir()]
+
+
+def test_export_workers_die_with_their_parent(engine, queue, tmp_path, db_url, fake_clock):
+    _decide_n(engine, 0, 6)
+    fake_clock.advance(2)
+    script = (
+        "import os, sys, time\n"
+        "from reviewqueue.export import slices\n"
+        "slices.SLICE_ROWS = 2\n"
+        "real = slices.write_slice\n"
+        "def slow(*a, **k):\n"
+        "    time.sleep(60)\n"
+        "slices.Workers.send_real = slices.Workers.send\n"
+        "def send(self, k, task):\n"
+        "    self.send_real(k, task)\n"
+        "    print(' '.join(str(p.pid) for p in self._procs), flush=True)\n"
+        "    time.sleep(60)\n"
+        "slices.Workers.send = send\n"
+        "from reviewqueue import export\n"
+        f"export.export({str(tmp_path)!r}, fmt='jsonl', workers=2, week_spec='{_this_week()}')\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "REVIEWQUEUE_DATABASE_URL": db_url},
+    )
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert pids
+    proc.kill()
+    proc.wait(timeout=30)
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_running(p) for p in pids):
+        time.sleep(0.1)
+    assert not any(_running(p) for p in pids)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _this_week() -> str:
+    wk = datetime.now(UTC).isocalendar()
+    return f"{wk.year}-W{wk.week:02d}"
+
+
+def test_a_label_correction_exports_a_consistent_reference(engine, label_queue, tmp_path, fake_clock):
+    """Changing a ticket's label from other to billing: the reference is billing in every
+    column, and the edit distance counts the change."""
+    ingest.submit(
+        {
+            "queue": "tickets",
+            "input": "charged twice",
+            "output": "other",
+            "predicted_label": "other",
+            "confidence": 0.1,
+            "external_id": "t1",
+        },
+        engine=engine,
+    )
+    held = review.claim_next("tickets", "ann", engine=engine)
+    review.decide(held.id, "ann", {"verdict": "correct", "final_label": "billing"}, engine=engine)
+    fake_clock.advance(2)  # past PostgreSQL's one-second settling margin
+    [r] = export.export(tmp_path, fmt="jsonl", since=datetime(2000, 1, 1, tzinfo=UTC), engine=engine)
+    [row] = [json.loads(x) for x in r.path.read_text().splitlines()]
+    assert (row["output"], row["reference_output"], row["reference_label"], row["edit_distance"]) == (
+        "other",
+        "billing",
+        "billing",
+        1,
+    )

@@ -1,4 +1,8 @@
-"""The Streamlit app's pages and actions, headless (streamlit.testing AppTest)."""
+"""The review app's pages and actions, headless (streamlit.testing AppTest).
+
+Pages are run on their own with a signed-in session (``page_app``); the app script
+itself (sign-in, navigation, sessions) is run as users start it (``app``).
+"""
 
 from pathlib import Path
 
@@ -7,6 +11,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from reviewqueue import ingest, items, queues, review, users
+from reviewqueue.vocab import Role
 
 from .conftest import item
 
@@ -14,7 +19,7 @@ APP = str(Path(__file__).parent.parent / "reviewqueue" / "ui" / "app.py")
 
 
 @pytest.fixture
-def app(db_url, engine):
+def seeded(db_url, engine):
     st.cache_resource.clear()
     users.add("rita", role="reviewer", password="rita-password", engine=engine)
     users.add("adam", role="admin", password="adam-password", engine=engine)
@@ -25,6 +30,7 @@ def app(db_url, engine):
             "audit_rate": 0.0,
             "lease_seconds": 60,
             "reject_reasons": ["incorrect", "harmful"],
+            "description": "Check the refund policy first.",
         },
         engine=engine,
     )
@@ -36,8 +42,32 @@ def app(db_url, engine):
     ingest.submit_many(
         [item(i, confidence=0.1 * (i + 1), output=f"draft answer {i}") for i in range(3)], engine=engine
     )
-    yield AppTest.from_file(APP, default_timeout=30)
+    yield engine
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def app(seeded):
+    return AppTest.from_file(APP, default_timeout=30)
+
+
+def _page_script(module: str) -> None:
+    import importlib
+
+    importlib.import_module(f"reviewqueue.ui.{module}").render()
+
+
+def page_app(module: str, user: str = "rita", role: Role = Role.REVIEWER) -> AppTest:
+    import time
+
+    at = AppTest.from_function(_page_script, args=(module,), default_timeout=30)
+    at.session_state["user"] = {"name": user, "role": role, "since": time.time(), "seen": time.time()}
+    return at
+
+
+@pytest.fixture
+def review_app(seeded):
+    return page_app("review_page")
 
 
 def sign_in(at: AppTest, name="rita", password=None) -> AppTest:
@@ -50,21 +80,26 @@ def sign_in(at: AppTest, name="rita", password=None) -> AppTest:
 
 
 def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
+    return next(b for b in at.button if b.label.startswith(label))
 
 
 def pick_queue(at: AppTest, name: str) -> AppTest:
-    at.selectbox[0].select(name).run()
-    return at
+    at.run()
+    at.session_state["rq_queue"] = name
+    at.session_state["rq_queue_pick"] = name
+    return at.run()
 
 
 def current_id(at: AppTest) -> str:
     item = at.session_state["rq_item"]
     assert item is not None, (
         f"no item on screen; exceptions: {[e.value for e in at.exception]}, "
-        f"errors: {[e.value for e in at.error]}, text: {[t.value for t in at.text]}"
+        f"warnings: {[w.value for w in at.warning]}, text: {[t.value for t in at.text]}"
     )
     return item["id"]
+
+
+# --- sign-in and sessions -------------------------------------------------------------
 
 
 def test_sign_in_right_and_wrong(app):
@@ -74,50 +109,66 @@ def test_sign_in_right_and_wrong(app):
     sign_in(app, "rita", "wrong")
     assert "wrong username or password" in app.error[0].value
     sign_in(app, "rita")
-    assert not app.error
+    assert not app.error and not app.exception
     assert "Signed in as rita" in app.sidebar.text[0].value
-    assert [o for o in app.sidebar.radio[0].options] == ["Review", "Browse", "Dashboard", "Exports"]
 
 
-def test_sign_in_is_rate_limited(app):
-    for _ in range(5):
-        sign_in(app, "rita", "nope")
-    sign_in(app, "rita")
-    assert "too many failed sign-ins" in app.error[0].value
-
-
-def test_admin_sees_admin_page(app):
+def test_a_deactivated_account_is_signed_out_on_its_next_run(app, seeded):
     sign_in(app, "adam")
-    assert "Admin" in app.sidebar.radio[0].options
-    app.sidebar.radio[0].set_value("Admin").run()
-    assert any(h.value == "Admin" for h in app.header)
-    assert not app.exception
+    assert "Signed in as adam (admin)" in app.sidebar.text[0].value
+    users.update("adam", role=Role.REVIEWER, engine=seeded)
+    app.run()
+    assert "Signed in as adam (reviewer)" in app.sidebar.text[0].value  # a demotion applies at once
+    users.update("adam", active=False, engine=seeded)
+    app.run()
+    assert not app.sidebar.text and "not active" in app.info[0].value
+    assert [t.label for t in app.text_input] == ["Username", "Password"]
 
 
-def test_approve_then_next_item_is_on_screen(app, engine):
-    sign_in(app)
-    pick_queue(app, "support")
-    first = current_id(app)
-    button(app, "Approve").click().run()
-    assert items.get(first, engine=engine).status == "approved"
-    assert current_id(app) != first
-    assert "Decided this session: 1" in " ".join(t.value for t in app.text)
+def test_pages_follow_the_role(seeded):
+    import reviewqueue.ui.app  # noqa: F401  (the script's module imports cleanly)
+    from reviewqueue import policies
+
+    assert not policies.may_export(Role.REVIEWER, feed=False, engine=seeded)
+    assert policies.may_export(Role.LEAD, feed=False, engine=seeded)
+    assert not policies.may_export(Role.LEAD, feed=True, engine=seeded)
+    assert policies.may_export(Role.ADMIN, feed=True, engine=seeded)
 
 
-def test_correct_shows_diff_then_saves(app, engine):
-    sign_in(app)
-    pick_queue(app, "support")
-    first = current_id(app)
-    app.text_area(key=f"edit-{first}").input("draft answer with a fix")
-    button(app, "Submit correction").click().run()
-    assert items.get(first, engine=engine).status == "in_review"  # diff shown first
-    assert any("{+with a fix+}" in c.value for c in app.code)
-    button(app, "Submit correction").click().run()
-    got = items.get(first, engine=engine)
-    assert got.status == "corrected" and got.decision.final_output == "draft answer with a fix"
+# --- the review page --------------------------------------------------------------------
 
 
-def test_correct_label_in_classification_queue(app, engine):
+def test_approve_then_next_item_is_on_screen_in_one_run(review_app, seeded):
+    at = pick_queue(review_app, "support")
+    first = current_id(at)
+    button(at, "Approve").click().run()
+    assert items.get(first, engine=seeded).status == "approved"
+    assert current_id(at) != first
+    assert "You: 1 today" in " ".join(t.value for t in at.text)
+    assert any("Check the refund policy first." in t.value for t in at.text)  # the queue's guidelines
+
+
+def test_correct_shows_diff_then_saves(review_app, seeded):
+    at = pick_queue(review_app, "support")
+    first = current_id(at)
+    at.text_area(key=f"edit-{first}").input("draft answer 0 with a fix")
+    button(at, "Correct").click().run()
+    assert items.get(first, engine=seeded).status == "in_review"  # the diff is shown first
+    assert any("+ with a fix" in c.value for c in at.code)
+    button(at, "Correct").click().run()
+    got = items.get(first, engine=seeded)
+    assert got.status == "corrected" and got.decision.final_output == "draft answer 0 with a fix"
+
+
+def test_a_correction_that_changes_nothing_is_explained(review_app, seeded):
+    at = pick_queue(review_app, "support")
+    first = current_id(at)
+    button(at, "Correct").click().run()
+    assert items.get(first, engine=seeded).status == "in_review"
+    assert "Nothing changed yet" in at.warning[0].value and "final_output" not in at.warning[0].value
+
+
+def test_classification_queue_corrects_the_label_with_a_number_key(review_app, seeded):
     ingest.submit(
         {
             "queue": "tickets",
@@ -126,28 +177,29 @@ def test_correct_label_in_classification_queue(app, engine):
             "predicted_label": "billing",
             "confidence": 0.2,
         },
-        engine=engine,
+        engine=seeded,
     )
-    sign_in(app)
-    pick_queue(app, "tickets")
-    first = current_id(app)
-    app.selectbox(key=f"label-{first}").select("bug")
-    button(app, "Submit correction").click().run()
-    got = items.get(first, engine=engine)
+    at = pick_queue(review_app, "tickets")
+    first = current_id(at)
+    assert not at.text_area  # the correction is the label: no text box
+    label_buttons = [b for b in at.button if b.label.startswith("bug")]
+    assert label_buttons and label_buttons[0].proto.shortcut == "2"
+    label_buttons[0].click().run()
+    button(at, "Correct").click().run()
+    got = items.get(first, engine=seeded)
     assert got.status == "corrected" and got.decision.final_label == "bug"
+    assert got.decision.final_output == "bug"  # the reference never contradicts the label
 
 
-def test_reject_needs_reason(app, engine):
-    sign_in(app)
-    pick_queue(app, "support")
-    first = current_id(app)
-    button(app, "Reject").click().run()
-    assert "needs a reason" in app.error[0].value
-    assert items.get(first, engine=engine).status == "in_review"
-    app.selectbox(key=f"reason-{first}").select("harmful")
-    app.text_input(key=f"comment-{first}").input("unsafe advice")
-    button(app, "Reject").click().run()
-    got = items.get(first, engine=engine)
+def test_reject_with_a_reason_picked_rejects_at_once(review_app, seeded):
+    at = pick_queue(review_app, "support")
+    first = current_id(at)
+    reason = next(b for b in at.button if b.label.startswith("harmful"))
+    assert reason.proto.shortcut == "2"
+    reason.click().run()
+    at.text_input(key=f"comment-{first}").input("unsafe advice")
+    button(at, "Reject").click().run()
+    got = items.get(first, engine=seeded)
     assert (
         got.status == "rejected"
         and got.decision.reason == "harmful"
@@ -155,55 +207,144 @@ def test_reject_needs_reason(app, engine):
     )
 
 
-def test_skip_releases(app, engine):
-    sign_in(app)
-    pick_queue(app, "support")
-    first = current_id(app)
-    button(app, "Skip").click().run()
-    assert current_id(app) != first
-    assert items.get(first, engine=engine).status == "pending"
+def test_reject_without_a_reason_asks_for_one(review_app, seeded):
+    at = pick_queue(review_app, "support")
+    first = current_id(at)
+    button(at, "Reject").click().run()
+    assert items.get(first, engine=seeded).status == "in_review"
+    assert "which reason" in at.warning[0].value
+    next(b for b in at.button if b.label.startswith("incorrect")).click().run()  # a number key now rejects
+    got = items.get(first, engine=seeded)
+    assert got.status == "rejected" and got.decision.reason == "incorrect"
 
 
-def test_undo_brings_the_item_back(app, engine):
-    sign_in(app)
-    pick_queue(app, "support")
-    first = current_id(app)
-    button(app, "Approve").click().run()
-    button(app, "Undo last decision (approve)").click().run()
-    assert current_id(app) == first
-    got = items.get(first, engine=engine)
+def test_skip_releases(review_app, seeded):
+    at = pick_queue(review_app, "support")
+    first = current_id(at)
+    button(at, "Skip").click().run()
+    assert current_id(at) != first
+    assert items.get(first, engine=seeded).status == "pending"
+
+
+def test_undo_brings_the_item_back(review_app, seeded):
+    at = pick_queue(review_app, "support")
+    first = current_id(at)
+    button(at, "Approve").click().run()
+    button(at, "Undo last decision (approve)").click().run()
+    assert current_id(at) == first
+    got = items.get(first, engine=seeded)
     assert got.status == "in_review" and got.lease_holder == "rita" and got.decision is None
 
 
-def test_expired_lease_taken_by_someone_else(app, engine, fake_clock):
-    sign_in(app)
-    pick_queue(app, "support")
-    first = current_id(app)
+def test_the_app_holds_its_item_under_a_short_lease(review_app, seeded):
+    at = pick_queue(review_app, "support")
+    got = items.get(current_id(at), engine=seeded)
+    seconds = (got.lease_expires_at - got.updated_at).total_seconds()
+    assert seconds == pytest.approx(60, abs=1)  # the queue's 60 s is shorter than the app's 120 s
+
+
+def test_expired_lease_taken_by_someone_else(review_app, seeded, fake_clock):
+    at = pick_queue(review_app, "support")
+    first = current_id(at)
     fake_clock.advance(61)
-    taken = review.claim_next("support", "otto", engine=engine)
+    taken = review.claim_next("support", "otto", engine=seeded)
     assert taken.id == first
-    app.text_area(key=f"edit-{first}").input("my careful rewrite")
-    button(app, "Approve").click().run()
-    assert any("otto" in w.value for w in app.warning)
-    assert app.text_area(key="lost-draft").value == "my careful rewrite"
-    assert current_id(app) != first
-    assert items.get(first, engine=engine).lease_holder == "otto"
+    at.text_area(key=f"edit-{first}").input("my careful rewrite")
+    button(at, "Approve").click().run()
+    assert any("otto" in w.value for w in at.warning)
+    assert at.text_area(key="lost-draft").value == "my careful rewrite"
+    assert current_id(at) != first
+    assert items.get(first, engine=seeded).lease_holder == "otto"
 
 
-def test_untrusted_output_is_rendered_as_code_not_markdown(app, engine):
+def test_untrusted_output_is_rendered_as_code_not_markdown(review_app, seeded):
     evil = "![x](http://127.0.0.1:9/pixel.png) <img src=x onerror=alert(1)> **bold**"
-    ingest.submit({"queue": "tickets", "input": evil, "output": evil, "confidence": 0.1}, engine=engine)
-    sign_in(app)
-    pick_queue(app, "tickets")
-    assert any(c.value == evil for c in app.code)
-    assert not any(evil in m.value for m in app.markdown)
+    ingest.submit({"queue": "tickets", "input": evil, "output": evil, "confidence": 0.1}, engine=seeded)
+    at = pick_queue(review_app, "tickets")
+    assert any(c.value == evil for c in at.code)
+    assert not any(evil in m.value for m in at.markdown)
 
 
-def test_browse_dashboard_exports_pages(app, engine):
-    sign_in(app)
-    for page in ("Browse", "Dashboard", "Exports"):
-        app.sidebar.radio[0].set_value(page).run()
-        assert not app.exception, page
-    app.sidebar.radio[0].set_value("Exports").run()
-    button(app, "Run export").click().run()
-    assert not app.exception
+def test_hidden_characters_are_shown_and_warned_about(review_app, seeded):
+    ingest.submit(
+        {
+            "queue": "support",
+            "input": "q",
+            "output": "Refund \u202e!devorppa\u202c",
+            "model": "m\u202eevil",
+            "confidence": 0.01,
+        },
+        engine=seeded,
+    )
+    at = pick_queue(review_app, "support")
+    assert any(c.value == "Refund ⟨U+202E⟩!devorppa⟨U+202C⟩" for c in at.code)
+    assert any("m⟨U+202E⟩evil" in t.value for t in at.text)
+    assert "U+202E" in at.warning[0].value
+
+
+# --- the other pages --------------------------------------------------------------------
+
+
+def test_browse_lists_snippets_and_who_decided(seeded):
+    first = review.claim_next("support", "maria", engine=seeded)
+    review.decide(first.id, "maria", {"verdict": "approve"}, engine=seeded)
+    at = page_app("browse_page").run()
+    assert not at.exception
+    frame = at.dataframe[0].value
+    assert {"input", "output", "decided by"} <= set(frame.columns)
+    assert frame.set_index("id").loc[first.id, "decided by"] == "maria"
+    assert "Decided by" in [m.label for m in at.multiselect]
+
+
+def _detail_script(item_id: str) -> None:
+    from reviewqueue.ui import browse_page
+
+    browse_page._detail(item_id)
+
+
+def test_an_opened_item_shows_its_decision_and_history(seeded):
+    held = review.claim_next("support", "maria", engine=seeded)
+    review.decide(held.id, "maria", {"verdict": "reject", "reason": "harmful"}, engine=seeded)
+    at = AppTest.from_function(_detail_script, args=(held.id,), default_timeout=30).run()
+    assert not at.exception
+    assert any("Decision: reject by maria" in t.value for t in at.text)
+    history = at.dataframe[-1].value["what"].tolist()
+    assert history[-2:] == ["maria claimed it", "maria rejected it"]
+
+
+def test_history_reads_as_sentences(seeded):
+    from reviewqueue import events
+
+    held = review.claim_next("support", "maria", engine=seeded)
+    review.decide(held.id, "maria", {"verdict": "approve"}, engine=seeded)
+    queues.update("support", {"threshold": 0.7}, actor="adam", engine=seeded)
+    said = [events.describe(e) for e in events.history(held.id, engine=seeded)]
+    assert "maria claimed it" in said and "maria approved it" in said
+    from sqlalchemy import select
+
+    from reviewqueue import store
+    from reviewqueue.models import Event
+
+    with store.read(seeded) as tx:
+        change = tx.session.scalars(select(Event).where(Event.kind == "queue.updated")).one()
+    assert events.describe(change) == "adam changed: threshold 0.8 → 0.7"
+
+
+def test_dashboard_and_exports_pages(seeded):
+    for module in ("dashboard_page", "exports_page"):
+        at = page_app(module, "adam", Role.ADMIN).run()
+        assert not at.exception, module
+    at = page_app("exports_page", "rita", Role.REVIEWER).run()
+    assert "may not run exports" in at.error[0].value
+
+
+def test_admin_tables_show_what_was_just_saved(seeded):
+    at = page_app("admin_page", "adam", Role.ADMIN).run()
+    at.selectbox[0].select("support").run()
+    form_threshold = next(n for n in at.number_input if n.label == "Threshold")
+    form_threshold.set_value(0.7)
+    button(at, "Save queue").click().run()
+    assert not at.exception
+    assert at.success[0].value == "Queue support saved."
+    assert at.dataframe[0].value.set_index("queue").loc["support", "threshold"] == 0.7
+    assert queues.get("support", engine=seeded).threshold == 0.7

@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from ..errors import DatabaseBusy
 from .engine import _engines_lock, get_engine, is_sqlite
 
 
@@ -160,18 +162,27 @@ _group: ContextVar[_Group | None] = ContextVar("reviewqueue_group", default=None
 @contextmanager
 def write(engine: Engine | None = None) -> Iterator[Tx]:
     """A write transaction, or a savepoint when this thread runs a :func:`group` on
-    ``engine`` (see the module docstring)."""
+    ``engine`` (see the module docstring). Raises ``DatabaseBusy`` when SQLite's write
+    lock stays taken past the busy timeout (another process holding it)."""
     engine = engine or get_engine()
     group = _group.get()
     if group is not None and group.engine is engine:
         yield from _savepoint(group)
         return
-    if is_sqlite(engine):
-        with _write_gate(engine), engine.begin() as conn:
+    if not is_sqlite(engine):
+        with engine.begin() as conn:
             yield from _unit(conn, engine)
         return
-    with engine.begin() as conn:
-        yield from _unit(conn, engine)
+    try:
+        with _write_gate(engine), engine.begin() as conn:
+            yield from _unit(conn, engine)
+    except OperationalError as exc:
+        if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+            raise
+        raise DatabaseBusy(
+            "the database is busy: another process held its write lock too long; "
+            "nothing was written, try again"
+        ) from exc
 
 
 def _unit(conn: Connection, engine: Engine, grouped: bool = False) -> Iterator[Tx]:

@@ -1,19 +1,18 @@
-"""The reviewer web app (Streamlit). Started by ``streamlit run review_app.py``,
-``reviewqueue ui`` or ``reviewqueue up``. Page code calls the domain modules only."""
+"""The review app (Streamlit). Started by ``streamlit run review_app.py``,
+``reviewqueue ui`` or ``reviewqueue up``. Page code calls the domain modules only.
+
+Navigation is Streamlit's own (``st.navigation``): every page has its URL
+(``/review``, ``/browse``, ...), and the pages offered depend on the signed-in role,
+checked again on every run (``session.py``).
+"""
 
 import streamlit as st
 
-from reviewqueue import users
+from reviewqueue import policies, users
 from reviewqueue.errors import ReviewQueueError
-from reviewqueue.ui import admin_page, browse_page, dashboard_page, exports_page, review_page
-from reviewqueue.ui.common import engine, is_admin, user
-
-PAGES = {
-    "Review": review_page.render,
-    "Browse": browse_page.render,
-    "Dashboard": dashboard_page.render,
-    "Exports": exports_page.render,
-}
+from reviewqueue.ui import admin_page, browse_page, dashboard_page, exports_page, review_page, session
+from reviewqueue.ui.common import engine
+from reviewqueue.vocab import Role
 
 
 def _sso_configured() -> bool:
@@ -23,20 +22,23 @@ def _sso_configured() -> bool:
         return False
 
 
-def sign_in() -> None:
+def sign_in_page() -> None:
     st.title("reviewqueue")
     st.subheader("Sign in")
+    reason = st.session_state.pop("rq_signed_out", None)
+    if reason:
+        st.info(reason)
     with st.form("sign-in"):
         name = st.text_input("Username")
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
-            u = users.authenticate(name.strip(), password, engine=engine())
+            u = users.authenticate(name.strip(), password, engine=engine(), client=_client_address())
         except ReviewQueueError as exc:
             st.error(str(exc))
         else:
-            st.session_state.user = {"name": u.name, "role": u.role}
+            session.sign_in(u.name, u.role)
             st.rerun()
     if _sso_configured():
         st.divider()
@@ -50,36 +52,54 @@ def sign_in() -> None:
             st.login()
 
 
+def _client_address() -> str | None:
+    try:
+        address = st.context.ip_address
+    except Exception:  # not known (some proxies)
+        return None
+    return address if isinstance(address, str) else None  # (a stand-in object under AppTest)
+
+
 def _sso_user() -> None:
     """Map a signed-in OIDC identity to an active account by e-mail."""
-    if user() or not _sso_configured() or not getattr(st.user, "is_logged_in", False):
+    if session.user() or not _sso_configured() or not getattr(st.user, "is_logged_in", False):
         return
     u = users.by_email(st.user.get("email", ""), engine=engine())
     if u is None:
         st.session_state.sso_refused = True
         return
-    st.session_state.user = {"name": u.name, "role": u.role}
+    session.sign_in(u.name, u.role)
+
+
+def _sign_out() -> None:
+    review_page.leave()
+    session.sign_out()
+    if _sso_configured() and getattr(st.user, "is_logged_in", False):
+        st.logout()
 
 
 def main() -> None:
     st.set_page_config(page_title="reviewqueue", layout="wide")
     _sso_user()
-    if not user():
-        sign_in()
+    me = session.current()
+    if not me:
+        st.navigation([st.Page(sign_in_page, title="Sign in", url_path="sign-in")], position="hidden").run()
         return
-    pages = dict(PAGES)
-    if is_admin():
-        pages["Admin"] = admin_page.render
+    role = Role(me["role"])
+    pages = [
+        st.Page(review_page.render, title="Review", url_path="review", default=True),
+        st.Page(browse_page.render, title="Browse", url_path="browse"),
+        st.Page(dashboard_page.render, title="Dashboard", url_path="dashboard"),
+    ]
+    if policies.may_export(role, feed=False, engine=engine()):
+        pages.append(st.Page(exports_page.render, title="Exports", url_path="exports"))
+    if role == Role.ADMIN:
+        pages.append(st.Page(admin_page.render, title="Admin", url_path="admin"))
+    page = st.navigation(pages)
     with st.sidebar:
-        st.text(f"Signed in as {user()['name']} ({user()['role']})")
-        page = st.radio("Page", list(pages), key="page")
-        if st.button("Sign out"):
-            review_page.leave()
-            st.session_state.clear()
-            if _sso_configured() and getattr(st.user, "is_logged_in", False):
-                st.logout()
-            st.rerun()
-    pages[page]()
+        st.text(f"Signed in as {me['name']} ({role})")
+        st.button("Sign out", on_click=_sign_out)
+    page.run()
 
 
 main()

@@ -1,5 +1,6 @@
 """Browse: filter, page through and open items. Paging and counting happen in the
-database (a page is one indexed query); nothing loads a whole table."""
+database (a page is one indexed query); nothing loads a whole table. Click a row to
+open the item: its content, its decision and its history in sentences."""
 
 from __future__ import annotations
 
@@ -8,35 +9,43 @@ from datetime import UTC, datetime, time
 import pandas as pd
 import streamlit as st
 
-from reviewqueue import events, items, queues
+from reviewqueue import events, items, queues, users
 from reviewqueue.errors import ReviewQueueError
-from reviewqueue.ui.common import as_text, engine, show
+from reviewqueue.ui.common import as_text, engine, plain, show, warn_hidden
 from reviewqueue.vocab import Status, Verdict
 
 PAGE_SIZE = 50
 COUNT_CAP = 100_000
+SNIPPET = 80
+
+
+def _snippet(value) -> str:
+    text = " ".join(as_text(value).split())
+    return text if len(text) <= SNIPPET else text[: SNIPPET - 1] + "…"
 
 
 def render() -> None:
     st.header("Browse")
     eng = engine()
-    with st.form("filters"):
-        c1, c2, c3 = st.columns(3)
+    with st.form("filters", enter_to_submit=True):
+        c1, c2, c3, c4 = st.columns(4)
         qs = c1.multiselect("Queues", queues.names(engine=eng))
         statuses = c2.multiselect("Status", list(Status))
         verdicts = c3.multiselect("Verdict", list(Verdict))
-        c4, c5, c6 = st.columns(3)
-        model = c4.text_input("Model")
-        version = c5.text_input("Model version")
-        conf = c6.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.01)
-        c7, c8 = st.columns(2)
-        dates = c7.date_input("Created between", value=(), format="YYYY-MM-DD")
-        text = c8.text_input("Search input and output")
+        reviewers = c4.multiselect("Decided by", [u.name for u in users.all_users(engine=eng)])
+        c5, c6, c7 = st.columns(3)
+        model = c5.text_input("Model")
+        version = c6.text_input("Model version")
+        conf = c7.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.01)
+        c8, c9 = st.columns(2)
+        dates = c8.date_input("Created between", value=(), format="YYYY-MM-DD")
+        text = c9.text_input("Search input and output")
         st.form_submit_button("Apply filters")
     flt = items.ItemFilter(
         queues=qs or None,
         statuses=statuses or None,
         verdicts=verdicts or None,
+        reviewers=reviewers or None,
         models=[model] if model else None,
         model_versions=[version] if version else None,
         min_confidence=conf[0] if conf[0] > 0 else None,
@@ -50,29 +59,41 @@ def render() -> None:
     shown = f"{total:,}" if total < COUNT_CAP else f"more than {COUNT_CAP:,}"
     page = st.number_input(f"Page (of {pages:,}; {shown} matching items)", 1, pages, 1)
     rows = items.page(flt, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, engine=eng)
+    if not rows:
+        st.info("No items match these filters.")
+        return
+    by = items.deciders([r.id for r in rows], engine=eng)
     table = pd.DataFrame(
         [
             {
-                "id": r.id,
+                "created": r.created_at,
                 "queue": r.queue,
                 "status": r.status,
-                "route": r.route,
                 "confidence": round(r.confidence, 3),
-                "model": r.model,
-                "version": r.model_version,
-                "created": r.created_at,
-                "output": as_text(r.output)[:120],
+                "input": _snippet(r.input),
+                "output": _snippet(r.output),
+                "decided by": by.get(r.id, ""),
+                "model": plain(r.model),
+                "version": plain(r.model_version),
+                "route": r.route,
+                "id": r.id,
             }
             for r in rows
         ]
     )
-    if table.empty:
-        st.info("No items match these filters.")
-        return
-    st.dataframe(table, hide_index=True, width="stretch")
-    chosen = st.selectbox("Open item", [r.id for r in rows], index=None, placeholder="Pick an item id")
-    if chosen:
-        _detail(chosen)
+    picked = st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"browse-{page}",
+    )
+    selected = picked.selection.rows if picked is not None else []
+    if selected:
+        _detail(rows[selected[0]].id)
+    else:
+        st.caption("Click a row to open the item.")
 
 
 def _detail(item_id: str) -> None:
@@ -82,46 +103,40 @@ def _detail(item_id: str) -> None:
         st.error(str(exc))
         return
     st.subheader("Item")
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {"field": k, "value": str(v)}
-                for k, v in it.model_dump(
-                    exclude={"input", "output", "context", "metadata", "decision"}
-                ).items()
-            ]
-        ),
-        hide_index=True,
-    )
-    st.text("Input")
-    show(it.input)
-    st.text("Output")
-    show(it.output)
-    if it.context:
-        st.text("Context sources")
-        st.json(it.context)
+    warn_hidden(it.input, it.output, it.context, it.metadata, it.model, it.model_version, it.predicted_label)
+    facts = it.model_dump(exclude={"input", "output", "context", "metadata", "decision"})
+    st.dataframe(pd.DataFrame([{"field": k, "value": plain(v)} for k, v in facts.items()]), hide_index=True)
+    left, right = st.columns(2)
+    with left:
+        st.text("Input")
+        show(it.input, height=240)
+        if it.context:
+            st.text("Retrieved sources")
+            show(it.context, height=200)
+    with right:
+        st.text("Output")
+        show(it.output, height=240)
+        if it.decision:
+            d = it.decision
+            st.text(
+                f"Decision: {d.verdict} by {d.reviewer}"
+                + (f" · reason {plain(d.reason)}" if d.reason else "")
+            )
+            if d.verdict == Verdict.CORRECT:
+                st.text("Corrected output" + (f" · label {plain(d.final_label)}" if d.final_label else ""))
+                show(d.final_output, height=160)
+            if d.comment:
+                st.text("Comment")
+                show(d.comment)
+        else:
+            st.text("Not decided yet")
     if it.metadata:
         st.text("Metadata")
-        st.json(it.metadata)
-    st.text("Decision")
-    if it.decision:
-        st.json(it.decision.model_dump(mode="json"))
-    else:
-        st.text("not decided")
+        show(it.metadata)
     st.text("History")
+    history = events.history(item_id, engine=engine())
     st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "at": e.at,
-                    "actor": e.actor,
-                    "event": e.kind,
-                    "before": str(e.before or ""),
-                    "after": str(e.after or ""),
-                }
-                for e in events.history(item_id, engine=engine())
-            ]
-        ),
+        pd.DataFrame([{"at": e.at, "what": plain(events.describe(e))} for e in history]),
         hide_index=True,
         width="stretch",
     )

@@ -1,6 +1,11 @@
-"""Helpers shared by the pages. Everything that came from a model or an app is
-untrusted: it is shown with ``st.code`` / ``st.json`` / ``st.dataframe`` only, which
-render text inert (no markdown, no HTML, no image fetches), and never in a label."""
+"""Helpers shared by the pages.
+
+Everything a model or an app supplied is untrusted: it is shown with ``st.code`` /
+``st.dataframe`` / ``st.text`` only, which render text inert (no markdown, no HTML, no
+image fetches), never in a widget label, and always through :func:`invisible.reveal`,
+so direction controls and zero-width characters are shown as ``⟨U+202E⟩`` instead of
+silently reordering what the reviewer reads.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,8 @@ from typing import Any
 
 import streamlit as st
 
-from reviewqueue import store
+from reviewqueue import invisible, store
 from reviewqueue.settings import get_settings
-from reviewqueue.vocab import Role
 
 
 @st.cache_resource
@@ -27,19 +31,38 @@ def engine():
 
 
 def as_text(value: Any) -> str:
+    """Untrusted text or JSON as displayable text, hidden characters revealed."""
     if value is None:
         return ""
-    return (
+    text = (
         value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
     )
+    return invisible.reveal(text)
 
 
-def show(value: Any) -> None:
-    """Untrusted text or JSON, inert."""
-    if isinstance(value, (dict, list)):
-        st.json(value)
-    else:
+def show(value: Any, *, height: int | None = None) -> None:
+    """Untrusted text or JSON, inert, in a block that scrolls past ``height`` pixels."""
+    if height is None:
         st.code(as_text(value), language=None, wrap_lines=True)
+        return
+    with st.container(height=height, border=False):
+        st.code(as_text(value), language=None, wrap_lines=True)
+
+
+def plain(value: Any) -> str:
+    """A short untrusted value (a model name, a label) for ``st.text``."""
+    return "" if value is None else invisible.reveal(str(value))
+
+
+def warn_hidden(*values: Any) -> None:
+    """A warning naming the hidden characters in ``values``, if there are any."""
+    found = invisible.found(*values)
+    if found:
+        st.warning(
+            "This item contains invisible or direction-changing characters ("
+            + ", ".join(sorted(found))
+            + "); they are shown as ⟨U+…⟩ markers. The text may not read the way it looks elsewhere."
+        )
 
 
 def age(dt: datetime | None) -> str:
@@ -50,12 +73,3 @@ def age(dt: datetime | None) -> str:
         if seconds >= size:
             return f"{int(seconds // size)} {unit}"
     return f"{int(seconds)} s"
-
-
-def user():
-    return st.session_state.get("user")
-
-
-def is_admin() -> bool:
-    u = user()
-    return bool(u and u["role"] == Role.ADMIN)

@@ -1,19 +1,34 @@
-"""Review: claim, read, decide, next. Keyboard first: A approve, Ctrl+Enter submit a
-correction, X reject, S skip, U undo."""
+"""Review: read, press a key, read the next. Keyboard first:
+
+A approve · Ctrl+Enter submit a correction · X reject · 1-9 pick a reject reason (or,
+on classification queues, a label; there X first, then 1-9 picks the reason and
+rejects) · Esc back · S skip · U undo.
+
+Speed: the item panel is a fragment, and every action runs in the button's callback
+before the fragment reruns, so one script run takes a decision and paints the next
+item; the queue list and the counts come from short-lived caches, never a scan.
+
+Leases: the app holds its item under a short lease (``REVIEWQUEUE_UI_LEASE_SECONDS``,
+two minutes) renewed every 30 seconds while the page is open. A closed browser stops
+renewing, so the item is back in the queue within two minutes; a reviewer idle for
+longer than the queue's lease gets the item released and a notice; when Streamlit ends
+a closed session, the item is released at once.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+import weakref
 
-import pandas as pd
 import streamlit as st
 
-from reviewqueue import queues, review, store
-from reviewqueue.errors import Conflict, LeaseLost, ReviewQueueError
+from reviewqueue import claims, decisions, metrics, queues, store
+from reviewqueue.errors import Conflict, LeaseLost, ReviewQueueError, ValidationFailed
 from reviewqueue.schemas import ItemOut
-from reviewqueue.textdiff import word_diff
-from reviewqueue.ui.common import age, as_text, engine, show, user
+from reviewqueue.textdiff import diff_lines
+from reviewqueue.ui import session
+from reviewqueue.ui.common import age, as_text, engine, plain, show, warn_hidden
 from reviewqueue.vocab import WAITING, Route, Status, Verdict
 
 ROUTE_TEXT = {
@@ -22,250 +37,446 @@ ROUTE_TEXT = {
     Route.AUDIT_SAMPLE: "random audit sample (confidence above threshold)",
     Route.AUTO_ACCEPTED: "auto-accepted",
 }
-KEYS = "Keys: A approve · Ctrl+Enter submit correction · X reject · S skip · U undo"
+HEARTBEAT_SECONDS = 30
+#: Few enough sources to show open.
+OPEN_SOURCES = 3
+_MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>~:$")
+
+
+def _md(text: str) -> str:
+    """Admin-written text (labels, reasons) made literal for a widget label, which
+    Streamlit renders as markdown."""
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in plain(text))
+
+
+# --- state --------------------------------------------------------------------------
 
 
 def _state():
     ss = st.session_state
-    ss.setdefault("rq_item", None)
-    ss.setdefault("rq_done", 0)
-    ss.setdefault("rq_last_review", None)
-    ss.setdefault("rq_notice", None)
-    ss.setdefault("rq_lost_draft", None)
-    ss.setdefault("rq_preview", None)
-    ss.setdefault("rq_skipped", [])
+    for key, default in (
+        ("rq_item", None),
+        ("rq_done", 0),
+        ("rq_last_review", None),
+        ("rq_notice", None),
+        ("rq_lost_draft", None),
+        ("rq_preview", None),
+        ("rq_skipped", []),
+        ("rq_pick", {}),
+        ("rq_rejecting", False),
+    ):
+        ss.setdefault(key, default)
     return ss
 
 
+class _Holder:
+    """Lives in the session state; when Streamlit drops a closed session, it is
+    collected and gives the reviewer's item back."""
+
+    def __init__(self):
+        self.item: tuple[str, str, object] | None = None  # (item id, reviewer, engine)
+        weakref.finalize(self, _Holder._release, self.__dict__)
+
+    @staticmethod
+    def _release(state: dict) -> None:
+        held = state.get("item")
+        if held:
+            try:
+                claims.release(held[0], held[1], engine=held[2])
+            except ReviewQueueError:
+                pass
+
+
+def _hold(item: dict | None) -> None:
+    ss = st.session_state
+    holder = ss.setdefault("rq_holder", _Holder())
+    holder.item = (item["id"], session.name(), engine()) if item else None
+    ss.rq_item = item
+    ss.rq_started = time.monotonic()
+    ss.rq_seen = time.monotonic()
+    ss.rq_preview = None
+    ss.rq_pick = {}
+    ss.rq_rejecting = False
+
+
 def leave() -> None:
-    """Give back the item on screen (sign-out, queue change)."""
+    """Give back the item on screen (sign-out, queue change, session end)."""
     ss = st.session_state
     item = ss.get("rq_item")
-    if item and user():
+    if item and session.user():
         try:
-            review.release(item["id"], user()["name"], engine=engine())
+            claims.release(item["id"], session.name(), engine=engine())
         except ReviewQueueError:
             pass
-    ss["rq_item"] = None
+    if "rq_item" in ss:
+        _hold(None)
     ss["rq_lost_draft"] = None
 
 
-def _claim(queue: str):
+def _ui_lease(queue) -> int:
+    return min(queue.lease_seconds, store.settings_of(engine()).ui_lease_seconds)
+
+
+def _claim(queue) -> None:
     ss = _state()
-    item = review.claim_next(queue, user()["name"], exclude=ss.rq_skipped[-500:], engine=engine())
-    ss.rq_item = item.model_dump() if item else None
-    ss.rq_started = time.monotonic()
-    ss.rq_preview = None
-
-
-def _lost(exc: Exception, draft: str | None) -> None:
-    ss = _state()
-    ss.rq_notice = ("warning", f"{exc} Your text is kept below until you leave this page.")
-    if draft is not None:
-        ss.rq_lost_draft = draft
-    ss.rq_item = None
-
-
-@st.fragment(run_every=60)
-def _keep_lease() -> None:
-    """Renew the lease while the reviewer works on the item."""
-    item = st.session_state.get("rq_item")
-    if not item:
-        return
-    try:
-        renewed = review.renew(item["id"], user()["name"], engine=engine())
-        item["lease_expires_at"] = renewed.lease_expires_at
-    except (LeaseLost, Conflict) as exc:
-        _lost(exc, st.session_state.get(f"edit-{item['id']}"))
-        st.rerun()
-
-
-def render() -> None:
-    ss = _state()
-    st.header("Review")
-    overview = queues.overview(engine=engine())
-    if not overview:
-        st.info("There are no queues yet. An admin can create one on the Admin page.")
-        return
-    by_name = {q.name: q for q in overview}
-    names = list(by_name)
-    last = ss.get("rq_queue")
-    index = names.index(last) if last in by_name else (0 if len(names) == 1 else None)
-
-    # Counts change on every run, so they stay out of the options: a widget whose
-    # options change is a new widget to Streamlit, and would lose the selection.
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "queue": q.name,
-                    "pending": q.counts.get(Status.PENDING, 0),
-                    "in review": q.counts.get(Status.IN_REVIEW, 0),
-                    "oldest waiting": age(q.oldest_pending_at),
-                }
-                for q in overview
-            ]
-        ),
-        hide_index=True,
-        height=min(36 * (len(overview) + 1) + 3, 220),
+    item = claims.claim_next(
+        queue.name,
+        session.name(),
+        exclude=ss.rq_skipped[-500:],
+        lease_seconds=_ui_lease(queue),
+        engine=engine(),
     )
-    choice = st.selectbox("Queue", names, index=index, placeholder="Choose a queue")
-    if choice is None:
-        return
-    if choice != last:
-        leave()
-        ss.rq_queue = choice
-    q = by_name[choice]
-
-    if ss.rq_notice:
-        kind, text = ss.rq_notice
-        getattr(st, kind)(text)
-        ss.rq_notice = None
-    if ss.rq_lost_draft is not None:
-        st.text_area("Your unsaved text (copy it before leaving)", ss.rq_lost_draft, key="lost-draft")
-
-    if ss.rq_item is None or ss.rq_item["queue"] != choice:
-        _claim(choice)
-    item = ss.rq_item
-    left = sum(q.counts.get(s, 0) for s in WAITING)
-    st.text(f"Decided this session: {ss.rq_done} · waiting in {choice}: {left}")
-    _undo_button()
-    if item is None:
-        if ss.rq_skipped:
-            st.info(f"Only items you skipped are left ({len(ss.rq_skipped)}).")
-            if st.button("Show skipped items again"):
-                ss.rq_skipped = []
-                st.rerun()
-        else:
-            st.success("Nothing is waiting in this queue. New items appear here as they arrive.")
-        if st.button("Check again"):
-            st.rerun()
-        return
-    _keep_lease()
-    _show_item(item)
-    _decision_form(q, item)
-    st.caption(KEYS)
+    _hold(item.model_dump() if item else None)
 
 
-def _show_item(item: dict) -> None:
-    cols = st.columns(4)
-    cols[0].text(f"Model: {item['model'] or '-'} {item['model_version'] or ''}")
-    cols[1].text(f"Confidence: {item['confidence']:.3f}")
-    cols[2].text(f"Why: {ROUTE_TEXT.get(item['route'], item['route'])}")
-    cols[3].text(f"Age: {age(item['created_at'])}")
-    st.subheader("Input")
-    show(item["input"])
-    if item["context"]:
-        with st.expander(f"Retrieved sources ({len(item['context'])})"):
-            for n, source in enumerate(item["context"], 1):
-                st.text(f"[{n}] {source.get('title') or '(untitled)'}")
-                if source.get("url"):
-                    st.code(source["url"], language=None)
-                show(source.get("text", ""))
-    st.subheader("Model output")
-    show(item["output"])
-    if item["predicted_label"] is not None:
-        st.text(f"Predicted label: {item['predicted_label']}")
+def _notice(kind: str, text: str) -> None:
+    st.session_state.rq_notice = (kind, text)
 
 
-def _decision_form(q, item: dict) -> None:
+# --- actions (button callbacks: they run before the panel reruns) ---------------------
+
+
+def _queue(name: str):
+    return queues.get(name, engine=engine())
+
+
+def _act(action: str, value: str | None = None) -> None:
     ss = _state()
-    original = as_text(item["output"])
-    with st.form(f"decide-{item['id']}", border=True):
-        label = None
-        if q.labels:
-            default = q.labels.index(item["predicted_label"]) if item["predicted_label"] in q.labels else None
-            label = st.selectbox("Label", q.labels, index=default, key=f"label-{item['id']}")
-        draft = st.text_area("Corrected output", original, height=180, key=f"edit-{item['id']}")
-        reason = st.selectbox(
-            "Reject reason",
-            q.reject_reasons,
-            index=None,
-            placeholder="Pick a reason to reject",
-            key=f"reason-{item['id']}",
-        )
-        comment = st.text_input("Comment (optional)", key=f"comment-{item['id']}")
-        c1, c2, c3, c4 = st.columns(4)
-        approve = c1.form_submit_button("Approve", type="primary", shortcut="A", width="stretch")
-        correct = c2.form_submit_button("Submit correction", shortcut="Ctrl+Enter", width="stretch")
-        reject = c3.form_submit_button("Reject", shortcut="X", width="stretch")
-        skip = c4.form_submit_button("Skip", shortcut="S", width="stretch")
+    item = ss.rq_item
+    if item is None:
+        return
+    ss.rq_seen = time.monotonic()
+    q = _queue(item["queue"])
+    if action == "label":
+        ss.rq_pick["label"] = value
+    elif action == "reason":
+        if ss.rq_rejecting:
+            _decide(q, {"verdict": Verdict.REJECT, "reason": value})
+        else:
+            ss.rq_pick["reason"] = None if ss.rq_pick.get("reason") == value else value
+    elif action == "reject":
+        if ss.rq_pick.get("reason"):
+            _decide(q, {"verdict": Verdict.REJECT, "reason": ss.rq_pick["reason"]})
+        else:
+            ss.rq_rejecting = True
+    elif action == "back":
+        ss.rq_rejecting = False
+    elif action == "approve":
+        _decide(q, {"verdict": Verdict.APPROVE})
+    elif action == "correct":
+        _correct(q, item)
+    elif action == "skip":
+        try:
+            claims.release(item["id"], session.name(), engine=engine())
+        except ReviewQueueError:
+            pass
+        ss.rq_skipped.append(item["id"])
+        _claim(q)
 
-    preview = ss.rq_preview
-    if preview and preview[0] == item["id"]:
-        st.text("Your correction, word by word ([-removed-] {+added+}):")
-        st.code(word_diff(original, preview[1]) or "(no change)", language=None, wrap_lines=True)
 
-    elapsed = round(time.monotonic() - ss.get("rq_started", time.monotonic()), 1)
-    decision = None
-    if approve:
-        decision = {"verdict": Verdict.APPROVE, "comment": comment or None}
-    elif reject:
-        decision = {"verdict": Verdict.REJECT, "reason": reason, "comment": comment or None}
-    elif correct:
+def _correct(q, item: dict) -> None:
+    ss = _state()
+    label = ss.rq_pick.get("label")
+    changed_label = label if label is not None and label != item["predicted_label"] else None
+    final_output = None
+    if not q.labels:  # free text: the correction is the edited output
+        draft = ss.get(f"edit-{item['id']}", as_text(item["output"]))
         final_output = draft
         if not isinstance(item["output"], str):
             try:
                 final_output = json.loads(draft)
             except ValueError as exc:
-                st.error(f"The original output is JSON, so the correction must be valid JSON: {exc}")
+                _notice("error", f"The model's output is JSON, so the correction must be valid JSON: {exc}")
                 return
-        changed_label = label if (label is not None and label != item["predicted_label"]) else None
-        output_changed = final_output != item["output"]
-        if output_changed and ss.rq_preview != (item["id"], draft):
-            ss.rq_preview = (item["id"], draft)  # show the diff first; the next press submits
-            st.rerun()
-        decision = {
-            "verdict": Verdict.CORRECT,
-            "final_output": final_output if output_changed else None,
-            "final_label": changed_label,
-            "comment": comment or None,
-        }
-    elif skip:
-        try:
-            review.release(item["id"], user()["name"], engine=engine())
-        except ReviewQueueError:
-            pass
-        ss.rq_skipped.append(item["id"])
-        ss.rq_item = None
-        st.rerun()
-    if decision is None:
+        if final_output == item["output"]:
+            final_output = None
+        elif ss.rq_preview != (item["id"], draft):
+            ss.rq_preview = (item["id"], draft)  # show the diff; the next press saves
+            return
+    if final_output is None and changed_label is None:
+        what = "pick another label (keys 1-9)" if q.labels else "edit the output"
+        _notice(
+            "warning",
+            f"Nothing changed yet: {what}, then submit the correction. An output that is right is "
+            "approved (A).",
+        )
         return
-    decision["seconds_spent"] = elapsed
+    _decide(q, {"verdict": Verdict.CORRECT, "final_output": final_output, "final_label": changed_label})
+
+
+def _decide(q, decision: dict) -> None:
+    ss = _state()
+    item = ss.rq_item
+    comment = (ss.get(f"comment-{item['id']}") or "").strip()
+    decision = {
+        **decision,
+        "comment": comment or None,
+        "seconds_spent": round(time.monotonic() - ss.get("rq_started", time.monotonic()), 1),
+    }
     try:
-        rv = review.decide(item["id"], user()["name"], decision, engine=engine())
+        rv = decisions.decide(item["id"], session.name(), decision, engine=engine())
     except LeaseLost as exc:
-        _lost(exc, draft if draft != original else None)
-        st.rerun()
+        draft = ss.get(f"edit-{item['id']}")
+        ss.rq_lost_draft = draft if draft not in (None, as_text(item["output"])) else None
+        _notice("warning", f"{exc}. Your text is kept below until you leave this page.")
+        _hold(None)
+        _claim(q)
+        return
+    except ValidationFailed as exc:
+        _notice("warning", _for_reviewers(exc))
+        return
     except ReviewQueueError as exc:
-        st.error(str(exc))
+        _notice("error", str(exc))
         return
     ss.rq_done += 1
     ss.rq_last_review = {"id": rv.id, "item_id": item["id"], "at": time.monotonic(), "verdict": rv.verdict}
-    ss.rq_item = None
-    ss.rq_preview = None
-    st.rerun()
+    _claim(q)
 
 
-def _undo_button() -> None:
+def _for_reviewers(exc: ValidationFailed) -> str:
+    """The domain's message, with what to press."""
+    loc = (exc.errors[0]["loc"] if exc.errors else [None])[0]
+    if loc == "reason":
+        return "Pick a reject reason first: press its number (1-9)."
+    return str(exc)
+
+
+def _undo() -> None:
     ss = _state()
     last = ss.rq_last_review
-    if not last or time.monotonic() - last["at"] > store.settings_of(engine()).undo_seconds:
+    if not last:
         return
-    if st.button(f"Undo last decision ({last['verdict']})", shortcut="U"):
-        try:
-            item = review.undo(last["id"], user()["name"], engine=engine())
-        except ReviewQueueError as exc:
-            st.error(str(exc))
-            ss.rq_last_review = None
-            return
-        if ss.rq_item and ss.rq_item["id"] != item.id:
-            try:
-                review.release(ss.rq_item["id"], user()["name"], engine=engine())
-            except ReviewQueueError:
-                pass
-        ss.rq_item = ItemOut.model_validate(item).model_dump()
-        ss.rq_done -= 1
+    try:
+        item = decisions.undo(last["id"], session.name(), engine=engine())
+    except ReviewQueueError as exc:
+        _notice("warning", str(exc))
         ss.rq_last_review = None
-        ss.rq_notice = ("info", "Decision undone; the item is back with you.")
+        return
+    current = ss.rq_item
+    if current and current["id"] != item.id:
+        try:
+            claims.release(current["id"], session.name(), engine=engine())
+        except ReviewQueueError:
+            pass
+    _hold(ItemOut.model_validate(item).model_dump())
+    ss.rq_done -= 1
+    ss.rq_last_review = None
+    _notice("info", "Decision undone; the item is back with you.")
+
+
+def _pick_queue() -> None:
+    leave()
+    ss = _state()
+    ss.rq_queue = ss.get("rq_queue_pick")
+    ss.rq_skipped = []
+
+
+def _resume() -> None:
+    st.session_state.rq_paused = False
+    st.session_state.rq_notice = None
+
+
+def _show_skipped_again() -> None:
+    st.session_state.rq_skipped = []
+
+
+# --- the page -----------------------------------------------------------------------
+
+
+def render() -> None:
+    ss = _state()
+    overview = {q.name: q for q in queues.overview(engine=engine())}
+    if not overview:
+        st.info("There are no queues yet. An admin can create one on the Admin page.")
+        return
+    names = list(overview)
+    if ss.get("rq_queue") not in overview:
+        ss.rq_queue = names[0] if len(names) == 1 else None
+    if "rq_queue_pick" not in ss or ss.rq_queue_pick != ss.rq_queue:
+        ss.rq_queue_pick = ss.rq_queue
+    # Buttons, not a text box: after a pick the keyboard belongs to the review keys.
+    st.pills(
+        "Queue",
+        names,
+        key="rq_queue_pick",
+        on_change=_pick_queue,
+        format_func=_md,
+        label_visibility="collapsed",
+    )
+    if ss.rq_queue is None:
+        st.caption("Pick a queue to start reviewing.")
+        return
+    q = overview[ss.rq_queue]
+    waiting = {s: q.counts.get(s, 0) for s in WAITING}
+    st.text(
+        f"{ss.rq_queue}: {waiting[Status.PENDING]:,} pending · {waiting[Status.IN_REVIEW]:,} in review · "
+        f"oldest waiting {age(q.oldest_pending_at)}"
+    )
+    if q.description:
+        with st.expander("Guidelines", expanded=False):
+            st.text(plain(q.description))
+    _panel(ss.rq_queue)
+    _heartbeat()
+
+
+@st.fragment
+def _panel(queue_name: str) -> None:
+    ss = _state()
+    q = _queue(queue_name)
+    if ss.get("rq_paused"):
+        if ss.rq_notice:
+            st.info(ss.rq_notice[1])
+        st.button("Continue reviewing · N", shortcut="N", type="primary", on_click=_resume)
+        return
+    if ss.rq_item is None or ss.rq_item["queue"] != queue_name:
+        _claim(q)
+    me = session.name()
+    progress = metrics.reviewer_progress(me, queue_name, engine=engine())
+    median = f"{progress['median_seconds']:.0f} s" if progress["median_seconds"] is not None else "-"
+    st.text(f"You: {progress['today']} today · {progress['week']} this week · median {median} per item")
+    if ss.rq_notice:
+        kind, text = ss.rq_notice
+        getattr(st, kind)(text)  # our own wording; no model text goes here
+        ss.rq_notice = None
+    if ss.rq_lost_draft is not None:
+        st.text_area("Your unsaved text (copy it before leaving)", ss.rq_lost_draft, key="lost-draft")
+    last = ss.rq_last_review
+    if last and time.monotonic() - last["at"] <= store.settings_of(engine()).undo_seconds:
+        st.button(f"Undo last decision ({last['verdict']})", shortcut="U", on_click=_undo)
+    item = ss.rq_item
+    if item is None:
+        if ss.rq_skipped:
+            st.info(f"Only items you skipped are left ({len(ss.rq_skipped)}).")
+            st.button("Show skipped items again", on_click=_show_skipped_again)
+        else:
+            st.success("Nothing is waiting in this queue. New items appear here as they arrive.")
+        st.button("Check again", shortcut="N")
+        return
+    _show_item(q, item)
+
+
+def _show_item(q, item: dict) -> None:
+    ss = _state()
+    cols = st.columns(4)
+    cols[0].text(f"Model: {plain(item['model']) or '-'} {plain(item['model_version'])}")
+    cols[1].text(f"Confidence: {item['confidence']:.3f}")
+    cols[2].text(f"Why: {ROUTE_TEXT.get(item['route'], item['route'])}")
+    cols[3].text(f"Age: {age(item['created_at'])}")
+    warn_hidden(
+        item["input"],
+        item["output"],
+        item["context"],
+        item["model"],
+        item["model_version"],
+        item["predicted_label"],
+        item["metadata"],
+    )
+    left, right = st.columns(2, gap="medium")
+    with left:
+        st.text("Input")
+        show(item["input"], height=260)
+        if item["context"]:
+            with st.expander(
+                f"Retrieved sources ({len(item['context'])})", expanded=len(item["context"]) <= OPEN_SOURCES
+            ):
+                for n, source in enumerate(item["context"], 1):
+                    st.text(f"[{n}] {plain(source.get('title')) or '(untitled)'}")
+                    if source.get("url"):
+                        st.code(plain(source["url"]), language=None)
+                    show(source.get("text", ""), height=160)
+    with right:
+        with st.form(f"decide-{item['id']}", enter_to_submit=False, border=False):
+            _buttons(q, item)
+            st.text(
+                "Model output"
+                + (
+                    f" · predicted label: {plain(item['predicted_label'])}"
+                    if item["predicted_label"] is not None
+                    else ""
+                )
+            )
+            show(item["output"], height=200)
+            if not q.labels:
+                edit, diff = st.columns(2)
+                original = as_text(item["output"])
+                draft = edit.text_area("Corrected output", original, height=170, key=f"edit-{item['id']}")
+                with diff:
+                    st.text("Your change (- removed, + added)")
+                    preview = ss.rq_preview
+                    shown = preview[1] if preview and preview[0] == item["id"] else draft
+                    st.code(
+                        diff_lines(original, shown) or "(no change yet)",
+                        language="diff",
+                        wrap_lines=True,
+                        height=170,
+                    )
+            st.text_input("Comment (optional; Enter does not submit)", key=f"comment-{item['id']}")
+
+
+def _buttons(q, item: dict) -> None:
+    ss = _state()
+    c = st.columns(4)
+    c[0].form_submit_button(
+        "Approve · A", type="primary", shortcut="A", width="stretch", on_click=_act, args=("approve",)
+    )
+    c[1].form_submit_button(
+        "Correct · Ctrl+Enter", shortcut="Ctrl+Enter", width="stretch", on_click=_act, args=("correct",)
+    )
+    c[2].form_submit_button("Reject · X", shortcut="X", width="stretch", on_click=_act, args=("reject",))
+    c[3].form_submit_button("Skip · S", shortcut="S", width="stretch", on_click=_act, args=("skip",))
+    picking_reasons = ss.rq_rejecting or not q.labels
+    if q.labels and not ss.rq_rejecting:
+        st.text("Label (the correction is the label): press its number")
+        _numbered(q.labels, "label", ss.rq_pick.get("label") or item["predicted_label"])
+    if picking_reasons:
+        if ss.rq_rejecting:
+            st.warning("Reject: which reason? Press its number (Esc to go back).")
+        else:
+            st.text("Reject reason: press its number, then X")
+        _numbered(q.reject_reasons, "reason", ss.rq_pick.get("reason"))
+        if ss.rq_rejecting:
+            st.form_submit_button("Back · Esc", shortcut="Escape", on_click=_act, args=("back",))
+
+
+def _numbered(choices: list[str], action: str, picked: str | None) -> None:
+    """One button per choice, the first nine on the number keys."""
+    per_row = 5
+    for start in range(0, len(choices), per_row):
+        row = st.columns(per_row)
+        for k, choice in enumerate(choices[start : start + per_row]):
+            n = start + k + 1
+            key = f" · {n}" if n <= 9 else ""
+            row[k].form_submit_button(
+                f"{_md(choice)}{key}",
+                shortcut=str(n) if n <= 9 else None,
+                width="stretch",
+                type="primary" if choice == picked else "secondary",
+                on_click=_act,
+                args=(action, choice),
+            )
+
+
+@st.fragment(run_every=HEARTBEAT_SECONDS)
+def _heartbeat() -> None:
+    """While the page is open: renew the lease, or give the item back when the reviewer
+    has been idle longer than the queue's lease."""
+    ss = _state()
+    item = ss.get("rq_item")
+    if not item or not session.user():
+        return
+    q = _queue(item["queue"])
+    idle = time.monotonic() - ss.get("rq_seen", time.monotonic())
+    try:
+        if idle > q.lease_seconds:
+            claims.release(item["id"], session.name(), engine=engine())
+            _hold(None)
+            _notice("info", f"You were away for {int(idle // 60)} min, so your item went back to the queue.")
+            ss.rq_paused = True
+            st.rerun()
+        claims.renew(item["id"], session.name(), lease_seconds=_ui_lease(q), engine=engine())
+    except (LeaseLost, Conflict) as exc:
+        draft = ss.get(f"edit-{item['id']}")
+        ss.rq_lost_draft = draft if draft not in (None, as_text(item["output"])) else None
+        _notice("warning", f"{exc}. Your text is kept below until you leave this page.")
+        _hold(None)
         st.rerun()

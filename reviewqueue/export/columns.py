@@ -1,0 +1,56 @@
+"""What an export file holds: its columns, in order, and their types."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+FORMATS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "chat-jsonl": "chat.jsonl"}
+COLUMNS = [
+    "item_id",
+    "queue",
+    "external_id",
+    "model",
+    "model_version",
+    "input",
+    "context",
+    "output",
+    "confidence",
+    "predicted_label",
+    "route",
+    "verdict",
+    "reference_output",
+    "reference_label",
+    "reason",
+    "comment",
+    "reviewer",
+    "created_at",
+    "decided_at",
+    "edit_distance",
+    "metadata",
+]
+#: JSON-valued columns: JSON in JSONL; in CSV and Parquet, a JSON-encoded string (text
+#: inputs and outputs stay plain text, objects are encoded).
+JSON_COLUMNS = ("input", "context", "output", "reference_output", "metadata")
+#: Low-cardinality columns, dictionary-encoded in Parquet.
+DICTIONARY_COLUMNS = [
+    "queue",
+    "model",
+    "model_version",
+    "predicted_label",
+    "route",
+    "verdict",
+    "reference_label",
+    "reason",
+    "reviewer",
+]
+
+
+def parquet_schema():
+    import pyarrow as pa
+
+    types = {"confidence": pa.float64(), "edit_distance": pa.int64()}
+    return pa.schema([pa.field(c, types.get(c, pa.string())) for c in COLUMNS])
+
+
+#: Per format, whether JSON values that are strings are written as their text (CSV and
+#: chat records) or as JSON (JSONL; Parquet turns them into text column-wise itself).
+JSON_AS_TEXT = {"jsonl": False, "parquet": False, "csv": True, "chat-jsonl": True}

@@ -1,0 +1,98 @@
+"""The README's export section, run as it is written: every ``reviewqueue export``
+command, then the pandas / DuckDB / Hugging Face one-liners against what they wrote."""
+
+import re
+import shlex
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from reviewqueue import cli, ingest, queues, review
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    start = README.index(f"## {title}")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end > 0 else None]
+
+
+def blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+EXPORTS = section("Exports: weekly correction datasets")
+
+
+def commands() -> list[str]:
+    """Every reviewqueue command of the section: the shell block, the cron lines (as cron
+    runs them: ``%`` unescaped, ``date`` evaluated) and the systemd ExecStart."""
+    import subprocess
+
+    out = [line.split("#", 1)[0].strip() for line in blocks(EXPORTS, "bash")[0].splitlines()]
+    for line in blocks(EXPORTS, "cron")[0].splitlines():
+        if "reviewqueue" in line and not line.startswith("#"):
+            command = line.split("&&", 1)[1].strip().replace("\\%", "%")
+            week = subprocess.run(
+                ["date", "-u", "-d", "last week", "+%G-W%V"], capture_output=True, text=True
+            )
+            out.append(re.sub(r'"\$\(date [^)]*\)"', week.stdout.strip(), command))
+    out += [
+        line.split("=", 1)[1]
+        for line in blocks(EXPORTS, "ini")[0].splitlines()
+        if line.startswith("ExecStart=")
+    ]
+    return [c for c in out if c]
+
+
+def test_the_export_section_has_commands_and_one_liners():
+    assert blocks(EXPORTS, "bash") and blocks(EXPORTS, "python")
+
+
+def test_every_export_snippet_works_as_written(engine, tmp_path, monkeypatch, fake_clock):
+    queues.create("support-replies", {"threshold": 0.8, "audit_rate": 0.0}, engine=engine)
+    for i in range(6):
+        ingest.submit(
+            {
+                "queue": "support-replies",
+                "external_id": f"r{i}",
+                "input": f"q{i}",
+                "output": f"a{i}",
+                "confidence": 0.1,
+            },
+            engine=engine,
+        )
+        held = review.claim_next("support-replies", "maria", engine=engine)
+        verdict = [{"verdict": "approve"}, {"verdict": "correct", "final_output": f"better {i}"}][i % 2]
+        review.decide(held.id, "maria", verdict, engine=engine)
+    fake_clock.advance(2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(
+        "REVIEWQUEUE_EXPORT_DIR", "data/exports"
+    )  # the default, relative to the working folder
+    from reviewqueue import store
+    from reviewqueue.settings import get_settings
+
+    get_settings.cache_clear()
+    store.dispose_engines()  # the CLI's engine then carries the settings above
+    runner = CliRunner()
+    for command in commands():
+        args = shlex.split(command.replace("/srv/datasets", str(tmp_path / "srv")))
+        assert args[0].endswith("reviewqueue"), command
+        result = runner.invoke(cli.app, args[1:])
+        assert result.exit_code == 0, (command, result.output, result.exception)
+    assert (tmp_path / "srv" / "parquet" / "support-replies").is_dir()
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    for snippet in blocks(EXPORTS, "python"):
+        scope: dict = {}
+        exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102 (the README's own code)
+    assert len(scope["df"]) == 6
+    assert scope["ds"]["train"].num_rows == 6
+    counts = dict(
+        scope["duckdb"]
+        .sql("SELECT verdict, count(*) FROM read_parquet('data/exports/parquet/*/*/data.parquet') GROUP BY 1")
+        .fetchall()
+    )
+    assert counts == {"approve": 3, "correct": 3}
