@@ -8,7 +8,9 @@
 - A reviewer who already holds a live lease in the queue gets that item back, renewed.
 - Expired leases are swept back to ``pending`` (an ``item.lease_expired`` event) by the
   next claim in their queue.
-- Only the holder may renew, release (skip) or decide an item (:func:`held_item`).
+- Only the holder may renew, release (skip) or decide an item (:func:`held_item`). A
+  holder whose lease ran out may still do so while nobody else has claimed the item
+  since: their late decision overwrites nobody's work.
 """
 
 from __future__ import annotations
@@ -92,12 +94,15 @@ def held_item(tx: store.Tx, item_id: str, reviewer: str, statement=queries.ITEM_
         raise ItemNotFound(item_id)
     if row.status in DECIDED:
         raise Conflict(f"item {item_id} was already decided ({row.status}); nothing to do")
-    if row.status != Status.IN_REVIEW or row.lease_holder != reviewer:
-        if row.status in (Status.IN_REVIEW, Status.PENDING):
-            holder = f" and is now held by {row.lease_holder}" if row.lease_holder else ""
-            raise LeaseLost(f"you do not hold item {item_id}: its lease expired{holder}")
-        raise LeaseLost(f"item {item_id} is {row.status} and cannot be reviewed")
-    return row
+    if row.status in (Status.IN_REVIEW, Status.PENDING) and row.lease_holder == reviewer:
+        return row  # held, or its lease ran out and nobody else has claimed it since
+    if row.status == Status.IN_REVIEW:
+        raise LeaseLost(
+            f"you do not hold item {item_id}: its lease expired and it is now held by {row.lease_holder}"
+        )
+    if row.status == Status.PENDING:
+        raise LeaseLost(f"you do not hold item {item_id}: it went back to the queue")
+    raise LeaseLost(f"item {item_id} is {row.status} and cannot be reviewed")
 
 
 def _lease(queue_seconds: int, asked: int | None) -> int:

@@ -19,6 +19,7 @@ import typer
 
 from . import __version__, clock, demo, ingest, queues, store, tokens, users, webhooks
 from .errors import PayloadTooLarge, QueueNotFound, ReviewQueueError, ValidationFailed
+from .settings import get_settings
 from .vocab import DECIDED, Role, Scope, Status
 
 app = typer.Typer(
@@ -96,39 +97,43 @@ def db_current() -> None:
 # --- queues -------------------------------------------------------------------------
 
 
-def _queue_settings(
-    description, threshold, audit_rate, lease_seconds, label, label_threshold, reject_reason
-) -> dict:
-    settings: dict = {}
-    if description is not None:
-        settings["description"] = description
-    if threshold is not None:
-        settings["threshold"] = threshold
-    if audit_rate is not None:
-        settings["audit_rate"] = audit_rate
-    if lease_seconds is not None:
-        settings["lease_seconds"] = lease_seconds
-    if label:
-        settings["labels"] = label
-    if reject_reason:
-        settings["reject_reasons"] = reject_reason
-    if label_threshold:
-        pairs = {}
-        for spec in label_threshold:
-            name, sep, value = spec.partition("=")
-            try:
-                pairs[name] = float(value)
-            except ValueError:
-                sep = ""
-            if not sep or not name:
-                raise ValidationFailed(
-                    f"--label-threshold takes LABEL=VALUE, e.g. billing=0.9 (got {spec!r})"
-                )
-        settings["label_thresholds"] = pairs
+def _queue_settings(options: dict) -> dict:
+    """The queue options given on the command line, as settings."""
+    plain = ("description", "threshold", "audit_rate", "lease_seconds", "retention_days")
+    settings: dict = {k: options[k] for k in plain if options[k] is not None}
+    if options["label"]:
+        settings["labels"] = options["label"]
+    if options["reject_reason"]:
+        settings["reject_reasons"] = options["reject_reason"]
+    if options["label_threshold"]:
+        settings["label_thresholds"] = {
+            name: _number(value, "--label-threshold", spec)
+            for name, value, spec in _pairs(options["label_threshold"])
+        }
+    if options["redact"] is not None or options["redact_pattern"]:
+        settings["redaction"] = [
+            *(options["redact"] or []),
+            *({"name": n, "pattern": v} for n, v, _ in _pairs(options["redact_pattern"] or [])),
+        ]
     return settings
 
 
-Description = Annotated[str | None, typer.Option(help="What the queue is for.")]
+def _pairs(specs: list[str]):
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name:
+            raise ValidationFailed(f"give NAME=VALUE, e.g. billing=0.9 (got {spec!r})")
+        yield name, value, spec
+
+
+def _number(value: str, flag: str, spec: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValidationFailed(f"{flag} takes LABEL=VALUE, e.g. billing=0.9 (got {spec!r})") from None
+
+
+Description = Annotated[str | None, typer.Option(help="What the queue is for; guidelines for its reviewers.")]
 Threshold = Annotated[float | None, typer.Option(help="Confidence below this goes to review (default 0.8).")]
 AuditRate = Annotated[
     float | None, typer.Option(help="Fraction of above-threshold outputs still reviewed (default 0.02).")
@@ -145,6 +150,17 @@ LabelThresholds = Annotated[
 RejectReasons = Annotated[
     list[str] | None, typer.Option("--reject-reason", help="A reject reason code; repeat.")
 ]
+Redact = Annotated[
+    list[str] | None,
+    typer.Option("--redact", help="Remove this PII at ingest: email, phone, card, iban, ip, ssn; repeat."),
+]
+RedactPattern = Annotated[
+    list[str] | None,
+    typer.Option("--redact-pattern", help="NAME=REGEX: matches become [NAME] at ingest; repeat."),
+]
+RetentionDays = Annotated[
+    int | None, typer.Option("--retention-days", help="Purge content after this many days (0: keep).")
+]
 
 
 @queue_app.command("create")
@@ -157,13 +173,14 @@ def queue_create(
     label: Labels = None,
     label_threshold: LabelThresholds = None,
     reject_reason: RejectReasons = None,
+    redact: Redact = None,
+    redact_pattern: RedactPattern = None,
+    retention_days: RetentionDays = None,
 ) -> None:
     """Create queue NAME."""
+    options = dict(locals())
     _engine()
-    settings = _queue_settings(
-        description, threshold, audit_rate, lease_seconds, label, label_threshold, reject_reason
-    )
-    q = queues.create(name, settings, actor=_actor())
+    q = queues.create(name, _queue_settings(options), actor=_actor())
     typer.echo(
         f"created queue {q.name}: threshold {q.threshold}, audit rate {q.audit_rate}, lease {q.lease_seconds}s"
     )
@@ -179,13 +196,14 @@ def queue_update(
     label: Labels = None,
     label_threshold: LabelThresholds = None,
     reject_reason: RejectReasons = None,
+    redact: Redact = None,
+    redact_pattern: RedactPattern = None,
+    retention_days: RetentionDays = None,
 ) -> None:
     """Change settings of queue NAME (only the options given)."""
+    options = dict(locals())
     _engine()
-    settings = _queue_settings(
-        description, threshold, audit_rate, lease_seconds, label, label_threshold, reject_reason
-    )
-    q = queues.update(name, settings, actor=_actor())
+    q = queues.update(name, _queue_settings(options), actor=_actor())
     typer.echo(
         f"updated queue {q.name}: threshold {q.threshold}, audit rate {q.audit_rate}, lease {q.lease_seconds}s"
     )
@@ -634,6 +652,122 @@ def exports_list(limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20) ->
     )
 
 
+# --- governance ---------------------------------------------------------------------
+
+audit_app = typer.Typer(help="The audit log: read it, seal it, verify it.", invoke_without_command=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.callback()
+def audit_list(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option("--since", help="ISO 8601 start (inclusive).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601 end (exclusive).")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only this actor.")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="Only this kind (item.decided), or a prefix (item.).")
+    ] = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="Only this queue.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1_000_000, help="At most this many events.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List events, oldest first (see also: audit verify, audit seal)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import audit
+
+    _engine()
+    flt = audit.EventFilter(
+        since=_when(since, "--since"), until=_when(until, "--until"), actor=actor, kind=kind, queue=queue
+    )
+    after, shown = None, 0
+    while shown < limit:
+        batch = audit.events(flt, limit=min(1000, limit - shown), after_id=after)
+        for e in batch:
+            if as_json:
+                typer.echo(json.dumps(audit.as_dict(e), ensure_ascii=False))
+            else:
+                typer.echo(
+                    f"{clock.iso(clock.parse(e.at))}  {e.actor:<20}  {e.kind:<22}  {e.queue or '':<16}  "
+                    f"{e.item_id or ''}  {json.dumps(e.after, ensure_ascii=False) if e.after else ''}"
+                )
+        shown += len(batch)
+        if len(batch) < 1000:
+            break
+        after = batch[-1].id
+
+
+def _when(value: str | None, flag: str):
+    try:
+        return clock.parse(value) if value else None
+    except ValueError:
+        raise ValidationFailed(
+            f"{flag} takes an ISO 8601 time, e.g. 2026-11-16T00:00:00Z (got {value!r})"
+        ) from None
+
+
+@audit_app.command("verify")
+def audit_verify(
+    expect: Annotated[
+        str | None, typer.Option("--expect", help="The head you wrote down; fail if it differs.")
+    ] = None,
+) -> None:
+    """Recompute the sealed hash chain; exit 1 if any event was edited, deleted or added."""
+    from . import audit
+
+    _engine()
+    result = audit.verify()
+    if not result.ok:
+        raise ReviewQueueError(f"audit log verification FAILED: {result.problem}")
+    if expect and expect != result.head:
+        raise ReviewQueueError(
+            f"audit log head is {result.head}, not the expected {expect}: seals were removed"
+        )
+    typer.echo(
+        f"audit log verified: {result.events} event(s) in {result.seals} seal(s); head {result.head}; "
+        f"{result.unsealed} event(s) since the last seal"
+    )
+
+
+@audit_app.command("seal")
+def audit_seal() -> None:
+    """Seal what has settled since the last seal (the API and up do this every 30 s)."""
+    from . import audit
+
+    _engine()
+    sealed = audit.seal()
+    typer.echo(f"sealed {sealed.events} event(s); head {sealed.chain}" if sealed else "nothing new to seal")
+
+
+@app.command("purge")
+def purge_cmd(queue: Annotated[str | None, typer.Option("--queue", help="Only this queue.")] = None) -> None:
+    """Purge the content of items older than their queue's retention (the API and up do this hourly)."""
+    from . import retention
+
+    _engine()
+    done = retention.purge(queue=queue)
+    typer.echo(", ".join(f"{q}: {n} item(s) purged" for q, n in done.items()) or "nothing to purge")
+
+
+@app.command("erase")
+def erase_cmd(
+    queue: Annotated[str | None, typer.Option("--queue", help="The item's queue.")] = None,
+    external_id: Annotated[str | None, typer.Option("--external-id", help="Your id for the item.")] = None,
+    item: Annotated[str | None, typer.Option("--item", help="Or the item's reviewqueue id.")] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (kept in the audit log, e.g. a ticket).")
+    ] = None,
+) -> None:
+    """Erase one item's content everywhere it is stored (a data subject's request)."""
+    from . import retention
+
+    _engine()
+    if not item and not (queue and external_id):
+        raise ValidationFailed("give --item ID, or --queue and --external-id")
+    erased = retention.erase(item, queue=queue, external_id=external_id, reason=reason, actor=_actor())
+    typer.echo(f"erased item {erased}")
+
+
 # --- servers ------------------------------------------------------------------------
 
 
@@ -710,8 +844,11 @@ UI_SCRIPT = Path(__file__).parent / "ui" / "app.py"
 
 
 def ui_command(host: str, port: int) -> list[str]:
-    # The production settings of .streamlit/config.toml, as flags, so they hold from
-    # any working directory (allowedHosts stays in the config file: it is per site).
+    # The production settings of .streamlit/config.toml, as flags, so they hold from any
+    # working directory; the allowed host names come from REVIEWQUEUE_ALLOWED_HOSTS.
+    hosts = [
+        f"--server.allowedHosts={h.strip()}" for h in get_settings().allowed_hosts.split(",") if h.strip()
+    ]
     return [
         sys.executable,
         "-m",
@@ -726,6 +863,7 @@ def ui_command(host: str, port: int) -> list[str]:
         "--client.toolbarMode=minimal",
         "--client.showErrorDetails=none",
         "--runner.magicEnabled=false",
+        *hosts,
     ]
 
 

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 from sqlalchemy import select, text, tuple_
 
-from . import clock, events, store
+from . import clock, events, redaction, store
 from .errors import PayloadTooLarge, QueueNotFound, ReviewQueueError, ValidationFailed
 from .ids import uuid7_many
 from .models import Item, Queue
@@ -160,13 +160,15 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool, on_progres
 
 
 def _queue_settings(tx: store.Tx, items: list[ItemIn], single: bool) -> dict[str, tuple]:
-    """(threshold, label_thresholds, audit_rate) of every queue named in ``items``."""
+    """(threshold, label_thresholds, audit_rate, redactor) of every queue named in ``items``."""
     wanted = {item.queue for item in items}
     q = Queue.__table__.c
     queues = {
         row.name: row
         for row in tx.execute(
-            select(q.name, q.threshold, q.label_thresholds, q.audit_rate).where(q.name.in_(sorted(wanted)))
+            select(q.name, q.threshold, q.label_thresholds, q.audit_rate, q.redaction).where(
+                q.name.in_(sorted(wanted))
+            )
         )
     }
     missing = sorted(wanted - set(queues))
@@ -178,7 +180,10 @@ def _queue_settings(tx: store.Tx, items: list[ItemIn], single: bool) -> dict[str
             missing[0], f"unknown queue(s) {', '.join(map(repr, missing))} at items {where[:20]}"
         )
     # Plain values: reading row attributes once per item showed up in profiles.
-    return {q.name: (q.threshold, q.label_thresholds, q.audit_rate) for q in queues.values()}
+    return {
+        q.name: (q.threshold, q.label_thresholds, q.audit_rate, redaction.redactor(q.redaction or []))
+        for q in queues.values()
+    }
 
 
 class _Batch(NamedTuple):
@@ -204,10 +209,21 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
                 results.append(None)
                 continue
             first_of[key] = index
+        threshold, label_thresholds, audit_rate, redactor = settings[item.queue]
+        content = (
+            item.input,
+            item.output,
+            [c.model_dump(exclude_none=True) for c in item.context],
+            item.metadata,
+        )
+        removed = None
+        if redactor is not None:  # before anything is encoded, stored or checked
+            removed = Counter()
+            content = tuple(redactor.value(part, removed) for part in content)
         try:
-            inp, out = _dumps(item.input), _dumps(item.output)
-            ctx = _dumps([c.model_dump(exclude_none=True) for c in item.context]) if item.context else "[]"
-            meta = _dumps(item.metadata) if item.metadata else "{}"
+            inp, out = _dumps(content[0]), _dumps(content[1])
+            ctx = _dumps(content[2]) if content[2] else "[]"
+            meta = _dumps(content[3]) if content[3] else "{}"
         except (ValueError, TypeError) as exc:
             raise ValidationFailed.of(
                 [
@@ -241,7 +257,6 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
                     }
                 )
                 continue
-        threshold, label_thresholds, audit_rate = settings[item.queue]
         audit_key = (
             item.external_id
             or hashlib.sha256(
@@ -275,6 +290,7 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
                 status=status,
                 route=how,
                 claim_order=claim_order(item.priority, item.confidence, item_id),
+                redactions=_encode(dict(removed)) if removed else None,
             )
         )
         results.append(SubmitResult(item_id, item.queue, status, how))

@@ -51,6 +51,8 @@ def to_out(item, review=None) -> ItemOut:
         created_at=item.created_at,
         updated_at=item.updated_at,
         decision=decision,
+        redactions=item.redactions,
+        purged_at=item.purged_at,
     )
 
 

@@ -48,6 +48,11 @@ class Queue(SQLModel, table=True):
     reject_reasons: list[str] = Field(
         default_factory=lambda: list(DEFAULT_REJECT_REASONS), sa_column=_json(False)
     )
+    #: PII removed at ingest, before anything is stored (redaction.py): detector names
+    #: and custom ``{"name", "pattern"}`` rules.
+    redaction: list[Any] = Field(default_factory=list, sa_column=_json(False))
+    #: Content older than this many days is purged (retention.py); none: kept.
+    retention_days: int | None = Field(default=None)
     created_at: datetime = Field(default_factory=clock.now)
     updated_at: datetime = Field(default_factory=clock.now)
 
@@ -89,6 +94,10 @@ class Item(SQLModel, table=True):
     created_at: datetime = Field(default_factory=clock.now)
     updated_at: datetime = Field(default_factory=clock.now)
     decided_at: datetime | None = Field(default=None)
+    #: What redaction removed at ingest, by placeholder: ``{"EMAIL": 2}``.
+    redactions: dict[str, int] | None = Field(default=None, sa_column=_json(True))
+    #: When the content was removed (retention or erasure); what metrics need stays.
+    purged_at: datetime | None = Field(default=None)
 
 
 class Review(SQLModel, table=True):
@@ -193,6 +202,8 @@ class WebhookDelivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(max_length=36, index=True)
     webhook_id: int = Field(foreign_key="webhooks.id")
+    #: The item the notification is about (for erasure and retention).
+    item_id: str | None = Field(default=None, max_length=36, index=True)
     kind: str = Field(max_length=64)
     #: The exact body sent, so the signature and every retry cover the same bytes.
     body: str
@@ -257,3 +268,17 @@ class SignInAttempt(SQLModel, table=True):
     name: str = Field(max_length=128)
     client: str | None = Field(default=None, max_length=64)
     ok: bool
+
+
+class AuditSeal(SQLModel, table=True):
+    """A block of the audit log sealed into a keyed hash chain (audit.py): the events
+    with ``at`` before ``until_at`` (and at or after the previous seal's), ``events`` of
+    them, chained into ``chain``."""
+
+    __tablename__ = "audit_seals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    until_at: datetime
+    events: int
+    chain: str = Field(max_length=64)
+    sealed_at: datetime = Field(default_factory=clock.now)

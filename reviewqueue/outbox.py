@@ -63,7 +63,15 @@ def enqueue(tx: store.Tx, item, review, kind: EventKind, *, now: datetime) -> No
     event_id, text = body(item, review, kind, now)
     for hook in hooks:
         queries.INSERT_DELIVERY.run(
-            tx, {"event_id": event_id, "webhook_id": hook.id, "kind": kind, "body": text, "now": now}
+            tx,
+            {
+                "event_id": event_id,
+                "webhook_id": hook.id,
+                "item_id": item.id,
+                "kind": kind,
+                "body": text,
+                "now": now,
+            },
         )
 
 

@@ -58,7 +58,7 @@ def create(
     name: str, settings: QueueSettings | dict | None = None, *, actor: str = "system", engine=None
 ) -> Queue:
     _check_name(name)
-    values = _settings(settings).model_dump(exclude_none=True)
+    values = _values(settings)
     with store.write(engine) as tx:
         if tx.session.get(Queue, name) is not None:
             raise AlreadyExists(f"queue {name!r} already exists")
@@ -69,8 +69,15 @@ def create(
     return queue
 
 
-def update(name: str, settings: QueueSettings | dict, *, actor: str = "system", engine=None) -> Queue:
+def _values(settings) -> dict[str, Any]:
     values = _settings(settings).model_dump(exclude_none=True)
+    if values.get("retention_days") == 0:
+        values["retention_days"] = None  # kept for good
+    return values
+
+
+def update(name: str, settings: QueueSettings | dict, *, actor: str = "system", engine=None) -> Queue:
+    values = _values(settings)
     with store.write(engine) as tx:
         queue = tx.session.get(Queue, name)
         if queue is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -50,6 +50,18 @@ def _storable(text: str) -> str:
         raise ValueError(problem)
     return text
 
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("not a moment that can be expressed in UTC") from None
+
+
+#: A moment, as an aware UTC datetime (naive ones are taken as UTC).
+Moment = Annotated[datetime, AfterValidator(_utc)]
 
 #: Text a person or an app supplied, checked to be storable as it is.
 Text = Annotated[str, AfterValidator(_storable)]
@@ -120,6 +132,15 @@ class SubmitResult:
         }
 
 
+class RedactionRule(BaseModel):
+    """A custom redaction rule: matches of ``pattern`` become ``[NAME]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ShortText
+    pattern: Text = Field(max_length=1000)
+
+
 class QueueSettings(BaseModel):
     """A queue's settings; every field optional so the same model updates a queue."""
 
@@ -141,6 +162,24 @@ class QueueSettings(BaseModel):
     )
     labels: list[ShortText] | None = Field(default=None, max_length=1000)
     reject_reasons: list[ShortText] | None = Field(default=None, min_length=1, max_length=100)
+    redaction: list[ShortText | RedactionRule] | None = Field(
+        default=None,
+        max_length=50,
+        description="PII removed at ingest: detectors (email, phone, card, iban, ip, ssn) and custom "
+        "{name, pattern} rules.",
+    )
+    retention_days: int | None = Field(
+        default=None, ge=0, le=36_500, description="Days after which content is purged (0: kept for good)."
+    )
+
+    @field_validator("redaction")
+    @classmethod
+    def _rules(cls, value):
+        from .redaction import check_rules
+
+        if value is not None:
+            check_rules([r.model_dump() if isinstance(r, RedactionRule) else r for r in value])
+        return value
 
     @field_validator("labels", "reject_reasons")
     @classmethod
@@ -160,6 +199,8 @@ class QueueOut(BaseModel):
     reviews_required: int
     labels: list[str]
     reject_reasons: list[str]
+    redaction: list[Any] = Field(default_factory=list)
+    retention_days: int | None = None
     counts: dict[str, int] = Field(default_factory=dict)
     oldest_pending_at: datetime | None = None
 
@@ -233,3 +274,7 @@ class ItemOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     decision: DecisionOut | None = None
+    #: What redaction removed at ingest, by placeholder ({"EMAIL": 2}).
+    redactions: dict[str, int] | None = None
+    #: When the content was removed by retention or erasure.
+    purged_at: datetime | None = None

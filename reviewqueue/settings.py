@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     #: Queue counts and backlog ages shown by the app, the API and /metrics are at most
     #: this many seconds old (computing them scans an index; see cache.py). 0: always fresh.
     counts_max_age: float = Field(default=2.0, ge=0)
+    #: Host names the review app answers to (DNS-rebinding protection), comma-separated:
+    #: add your public name when you deploy behind a proxy.
+    allowed_hosts: str = "localhost,127.0.0.1"
+    #: Seconds a client has to send a whole request body before the API gives up (408).
+    body_timeout_seconds: float = Field(default=15.0, gt=0)
+    #: Require an API token (read scope) for /metrics.
+    metrics_token: bool = False
     #: The server's secret key (keys.py): from this variable, or else from this file,
     #: created on first use.
     secret_key: str | None = None

@@ -116,7 +116,17 @@ def authenticate(name: str, password: str, *, client: str | None = None, engine=
     engine = engine or store.get_engine()
     settings = store.settings_of(engine)
     now = clock.now()
-    _check_back_off(name, client, now, settings, engine)
+    try:
+        _check_back_off(name, client, now, settings, engine)
+    except RateLimited:
+        with store.write(engine) as tx:  # refused unchecked: not a failure to count, but on record
+            events.record(
+                tx,
+                EventKind.USER_SIGN_IN_FAILED,
+                f"client:{client or 'unknown'}",
+                after={"name": (name or "")[:128], "limited": True},
+            )
+        raise
     user = get(name, engine=engine) if name else None
     try:
         ok = _hasher.verify(
@@ -126,16 +136,16 @@ def authenticate(name: str, password: str, *, client: str | None = None, engine=
         ok = False
     ok = ok and user is not None and user.active and bool(user.password_hash)
     with store.write(engine) as tx:
-        tx.session.add(SignInAttempt(at=now, name=(name or "")[:128], client=client, ok=ok))
+        # Stamped inside the transaction, as every event is (the audit seal relies on it).
+        tx.session.add(SignInAttempt(at=clock.now(), name=(name or "")[:128], client=client, ok=ok))
         if ok:
-            events.record(tx, EventKind.USER_SIGNED_IN, user.name, after={"client": client}, at=now)
+            events.record(tx, EventKind.USER_SIGNED_IN, user.name, after={"client": client})
         else:
             events.record(
                 tx,
                 EventKind.USER_SIGN_IN_FAILED,
                 f"client:{client or 'unknown'}",
                 after={"name": (name or "")[:128]},
-                at=now,
             )
     if not ok:
         raise AuthenticationFailed("wrong username or password")

@@ -149,6 +149,7 @@ def test_every_item_column_is_inserted_by_name():
         "lease_holder",
         "lease_expires_at",
         "decided_at",
+        "purged_at",
     }
 
 

@@ -348,3 +348,28 @@ def test_admin_tables_show_what_was_just_saved(seeded):
     assert at.success[0].value == "Queue support saved."
     assert at.dataframe[0].value.set_index("queue").loc["support", "threshold"] == 0.7
     assert queues.get("support", engine=seeded).threshold == 0.7
+
+
+def test_an_idle_reviewer_gives_the_item_back_and_continues_on_a_key(review_app, seeded):
+    import time
+
+    at = pick_queue(review_app, "support")
+    first = current_id(at)
+    at.session_state["rq_seen"] = time.monotonic() - 61  # longer than the queue's 60 s lease
+    at.run()
+    assert items.get(first, engine=seeded).status == "pending"
+    assert at.session_state["rq_item"] is None and "You were away" in at.info[0].value
+    button(at, "Continue reviewing").click().run()
+    assert current_id(at)
+
+
+def test_signing_out_gives_the_item_back(app, seeded):
+    sign_in(app)
+    app.session_state["rq_queue"] = "support"
+    app.session_state["rq_queue_pick"] = "support"
+    app.run()
+    first = current_id(app)
+    assert items.get(first, engine=seeded).lease_holder == "rita"
+    next(b for b in app.sidebar.button if b.label == "Sign out").click().run()
+    assert items.get(first, engine=seeded).status == "pending"
+    assert [t.label for t in app.text_input] == ["Username", "Password"]

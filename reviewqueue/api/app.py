@@ -14,10 +14,11 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from .. import __version__, ingest, store, webhooks
+from .. import __version__, audit, ingest, retention, store, webhooks
 from ..groupcommit import GroupCommit
 from ..settings import Settings, get_settings
 from . import errors, limits, prometheus
+from .routes import audit as audit_routes
 from .routes import items, ops, queues, review
 
 _heap_frozen = False
@@ -39,23 +40,39 @@ def _freeze_start_up_heap() -> None:
 def create_app(
     database_url: str | None = None, *, settings: Settings | None = None, webhook_worker: bool | None = None
 ) -> FastAPI:
+    """The API. Given ``settings``, it uses an engine of its own made with them;
+    otherwise the process-wide engine of ``database_url``."""
+    own_engine = settings is not None
     settings = settings or get_settings()
     if webhook_worker is None:  # set by `reviewqueue api` / `up` for their uvicorn workers
         webhook_worker = os.environ.get("REVIEWQUEUE_WEBHOOK_WORKER") == "1"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.engine = store.get_engine(database_url or settings.database_url)
+        url = database_url or settings.database_url
+        app.state.engine = store.make_engine(url, settings=settings) if own_engine else store.get_engine(url)
         store.upgrade(app.state.engine)
         # Concurrent writes (ingest, claim, release, decide) share transactions.
         app.state.writes = GroupCommit(app.state.engine)
         app.state.submit_each = partial(ingest.submit_each, engine=app.state.engine)
-        worker = webhooks.Worker(app.state.engine).start() if webhook_worker else None
+        # The background work of a deployment: webhook delivery, sealing the audit log,
+        # purging content past its retention (run by `reviewqueue api` and `up`).
+        background = (
+            [
+                webhooks.Worker(app.state.engine).start(),
+                audit.Sealer(app.state.engine).start(),
+                retention.Purger(app.state.engine).start(),
+            ]
+            if webhook_worker
+            else []
+        )
         _freeze_start_up_heap()
         yield
-        if worker:
+        for worker in background:
             worker.stop()
         app.state.writes.stop()
+        if own_engine:
+            store.dispose(app.state.engine)
 
     app = FastAPI(
         title="reviewqueue",
@@ -71,8 +88,8 @@ def create_app(
             return settings.max_item_bytes + 64 * 1024  # one item plus its JSON envelope
         return settings.max_request_bytes
 
-    app.add_middleware(limits.BodySizeLimit, limit_for=limit_for)
+    app.add_middleware(limits.BodySizeLimit, limit_for=limit_for, timeout=settings.body_timeout_seconds)
     app.add_middleware(prometheus.Timing)
-    for module in (ops, items, queues, review):
+    for module in (ops, items, queues, review, audit_routes):
         app.include_router(module.router)
     return app

@@ -27,7 +27,7 @@ def _look_up(token: str, engine) -> tokens.Principal:
     return who
 
 
-async def _principal(request: Request) -> tokens.Principal:
+async def principal(request: Request) -> tokens.Principal:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -40,7 +40,7 @@ async def _principal(request: Request) -> tokens.Principal:
 
 
 #: The caller behind the request's bearer token.
-Caller = Annotated[tokens.Principal, Depends(_principal)]
+Caller = Annotated[tokens.Principal, Depends(principal)]
 #: The app's database engine.
 Engine = Annotated[Any, Depends(_engine)]
 #: The app's group commit: ingest, claim, release and decide run through it.

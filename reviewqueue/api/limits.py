@@ -1,17 +1,21 @@
-"""Request body size limits, enforced before anything parses the body."""
+"""Request body limits, enforced before anything parses the body: its size, and how long
+a client may take to send it (a slow client must not hold a connection for minutes)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 
 class BodySizeLimit:
     """ASGI middleware: 413 for a body over the limit for its path, whether announced
     by Content-Length or streamed in chunks."""
 
-    def __init__(self, app, limit_for):
+    def __init__(self, app, limit_for, timeout: float = 15.0):
         self.app = app
         self.limit_for = limit_for
+        self.timeout = timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -25,8 +29,12 @@ class BodySizeLimit:
                 except ValueError:
                     pass
         chunks, size = [], 0
+        deadline = time.monotonic() + self.timeout
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return await _too_slow(send, self.timeout)
             if message["type"] == "http.disconnect":
                 return
             body = message.get("body", b"")
@@ -47,6 +55,22 @@ class BodySizeLimit:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+
+async def _too_slow(send, timeout: float) -> None:
+    body = json.dumps({"detail": f"the request body did not arrive within {timeout:g} seconds"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 408,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _too_large(send, limit: int) -> None:

@@ -34,12 +34,14 @@ LEASES = Query("leases", f"""
     ORDER BY claim_order @skip_locked
 """)
 
-RENEW = Query("renew", """
-    UPDATE items SET lease_expires_at = :expires, updated_at = :now WHERE id = :item_id RETURNING *
+RENEW = Query("renew", f"""
+    UPDATE items SET status = '{R}', lease_expires_at = :expires, updated_at = :now WHERE id = :item_id RETURNING *
 """)
 
+#: An expired lease: the item waits again, and remembers its last holder, whose late
+#: decision is still accepted until someone else claims it (claims.held_item).
 EXPIRE = Query("expire", f"""
-    UPDATE items SET status = '{P}', lease_holder = NULL, lease_expires_at = NULL, updated_at = :now
+    UPDATE items SET status = '{P}', lease_expires_at = NULL, updated_at = :now
     WHERE id = :item_id AND status = '{R}'
 """)
 
@@ -125,8 +127,9 @@ INSERT_EVENT = Query("insert_event", """
 ACTIVE_WEBHOOKS = Query("active_webhooks", "SELECT id FROM webhooks WHERE queue = :queue AND active = :active")
 
 INSERT_DELIVERY = Query("insert_delivery", f"""
-    INSERT INTO webhook_deliveries (event_id, webhook_id, kind, body, status, attempts, next_attempt_at, created_at)
-    VALUES (:event_id, :webhook_id, :kind, :body, '{DeliveryStatus.PENDING}', 0, :now, :now)
+    INSERT INTO webhook_deliveries (event_id, webhook_id, item_id, kind, body, status, attempts, next_attempt_at,
+                                    created_at)
+    VALUES (:event_id, :webhook_id, :item_id, :kind, :body, '{DeliveryStatus.PENDING}', 0, :now, :now)
 """)
 
 # --- locks --------------------------------------------------------------------------
@@ -141,11 +144,11 @@ _LOCK_KEY = Query("lock_key", {
 #: Rows for :func:`insert_items`; JSON columns already encoded as text.
 INSERT_ITEMS = Query("insert_items", """
     INSERT INTO items (id, queue, external_id, input, output, confidence, predicted_label, model, model_version,
-                       context, metadata, priority, status, route, claim_order, created_at, updated_at)
+                       context, metadata, priority, status, route, claim_order, redactions, created_at, updated_at)
     VALUES (:id, :queue, :external_id, :input, :output, :confidence, :predicted_label, :model, :model_version,
-            :context, :metadata, :priority, :status, :route, :claim_order, :created_at, :updated_at)
+            :context, :metadata, :priority, :status, :route, :claim_order, :redactions, :created_at, :updated_at)
     ON CONFLICT (queue, external_id) DO NOTHING
-""", encoded_json=["input", "output", "context", "metadata"])
+""", encoded_json=["input", "output", "context", "metadata", "redactions"])
 
 # fmt: on
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from reviewqueue import clock, policies, queues, tokens, users, webhooks
+from reviewqueue import clock, policies, queues, redaction, tokens, users, webhooks
 from reviewqueue.errors import ReviewQueueError
 from reviewqueue.ui import session
 from reviewqueue.ui.common import engine, plain
@@ -105,6 +105,23 @@ def _queues() -> None:
             "Reject reasons (one per line)",
             "\n".join(current.reject_reasons) if current else "incorrect\nharmful\nother",
         )
+        rules = current.redaction if current else []
+        c4, c5 = st.columns(2)
+        detectors = c4.multiselect(
+            "Remove PII at ingest (before anything is stored)",
+            list(redaction.DETECTORS),
+            default=[r for r in rules if isinstance(r, str)],
+        )
+        custom = c4.text_area(
+            "Custom redaction rules (NAME=regular expression per line)",
+            "\n".join(f"{r['name']}={r['pattern']}" for r in rules if isinstance(r, dict)),
+        )
+        retention = c5.number_input(
+            "Purge content after this many days (0: keep)",
+            0,
+            36_500,
+            (current.retention_days or 0) if current else 0,
+        )
         save = st.form_submit_button("Save queue", type="primary")
     if save:
         try:
@@ -120,6 +137,14 @@ def _queues() -> None:
             "labels": _lines(labels),
             "label_thresholds": thr,
             "reject_reasons": _lines(reasons),
+            "redaction": [
+                *detectors,
+                *(
+                    {"name": k.strip(), "pattern": v.strip()}
+                    for k, _, v in (line.partition("=") for line in custom.splitlines() if line.strip())
+                ),
+            ],
+            "retention_days": int(retention),
         }
         queue_name = current.name if current else name.strip()
         _try(lambda: queues.upsert(queue_name, settings, actor=me, engine=eng), f"Queue {queue_name} saved.")

@@ -10,7 +10,15 @@ import streamlit as st
 
 from reviewqueue import policies, users
 from reviewqueue.errors import ReviewQueueError
-from reviewqueue.ui import admin_page, browse_page, dashboard_page, exports_page, review_page, session
+from reviewqueue.ui import (
+    admin_page,
+    audit_page,
+    browse_page,
+    dashboard_page,
+    exports_page,
+    review_page,
+    session,
+)
 from reviewqueue.ui.common import engine
 from reviewqueue.vocab import Role
 
@@ -95,6 +103,7 @@ def main() -> None:
         pages.append(st.Page(exports_page.render, title="Exports", url_path="exports"))
     if role == Role.ADMIN:
         pages.append(st.Page(admin_page.render, title="Admin", url_path="admin"))
+        pages.append(st.Page(audit_page.render, title="Audit", url_path="audit"))
     page = st.navigation(pages)
     with st.sidebar:
         st.text(f"Signed in as {me['name']} ({role})")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ... import ingest, items
+from ... import ingest, items, retention
 from ...items import ItemFilter
-from ...schemas import QUEUE_NAME_PATTERN, ItemIn, ItemOut, SubmitResult
+from ...schemas import QUEUE_NAME_PATTERN, ItemIn, ItemOut, Moment, SubmitResult
 from ...vocab import Scope, Status
 from ..deps import Caller, Engine, ItemId, Writes
 
@@ -44,7 +43,7 @@ async def post_item(body: ItemIn, who: Caller, writes: Writes, request: Request)
     who.require(Scope.INGEST)
     who.require_queue(body.queue)
     # Single posts arriving together are stored with one insert (ingest.submit_each).
-    result = await writes.run_combined(request.app.state.submit_each, (body, who.actor))
+    result = await writes.run_combined(request.app.state.submit_each, (body, who.audit_actor))
     return JSONResponse(result.as_dict(), status_code=200 if result.duplicate else 201)
 
 
@@ -53,7 +52,7 @@ def post_batch(body: BatchIn, who: Caller, engine: Engine):
     who.require(Scope.INGEST)
     for name in {i.queue for i in body.items}:
         who.require_queue(name)
-    results = ingest.submit_many(body.items, actor=who.actor, engine=engine)
+    results = ingest.submit_many(body.items, actor=who.audit_actor, engine=engine)
     return JSONResponse({"results": [r.as_dict() for r in results]})
 
 
@@ -65,13 +64,26 @@ def get_item(item_id: ItemId, who: Caller, engine: Engine):
     return item
 
 
+class Erased(BaseModel):
+    id: str
+    erased: bool
+
+
+@router.delete("/{item_id}", response_model=Erased)
+def erase_item(item_id: ItemId, who: Caller, engine: Engine):
+    """Erase the item's content everywhere it is stored (a data subject's request)."""
+    who.require(Scope.ADMIN)
+    who.require_queue(items.get(item_id, engine=engine).queue)
+    return {"id": retention.erase(item_id, actor=who.audit_actor, engine=engine), "erased": True}
+
+
 @router.get("", response_model=ItemPage)
 def list_items(
     who: Caller,
     engine: Engine,
     queue: Annotated[str | None, Query(pattern=QUEUE_NAME_PATTERN)] = None,
     status: Status | None = None,
-    updated_since: datetime | None = None,
+    updated_since: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from ... import store
+from ...vocab import Scope
 from .. import prometheus
-from ..deps import Engine
+from ..deps import Engine, principal
 
 log = logging.getLogger("reviewqueue.api")
 router = APIRouter(tags=["ops"])
@@ -31,6 +33,8 @@ def healthz(engine: Engine):
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(engine: Engine):
-    body, content_type = prometheus.render(engine)
+async def metrics(request: Request, engine: Engine):
+    if store.settings_of(engine).metrics_token:  # REVIEWQUEUE_METRICS_TOKEN=1: a read token is required
+        (await principal(request)).require(Scope.READ)
+    body, content_type = await run_in_threadpool(prometheus.render, engine)
     return Response(body, media_type=content_type)

@@ -23,6 +23,6 @@ def list_queues(who: Caller, engine: Engine):
 def put_queue(name: QueueName, body: QueueSettings, who: Caller, engine: Engine):
     who.require(Scope.ADMIN)
     who.require_queue(name)
-    _, created = queues.upsert(name, body, actor=who.actor, engine=engine)
+    _, created = queues.upsert(name, body, actor=who.audit_actor, engine=engine)
     out = queues.overview(engine=engine, only=[name])[0]
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)

@@ -1,0 +1,195 @@
+"""PII redaction at ingest: personal data is replaced by typed placeholders before
+anything is stored, so it never reaches the database, a reviewer, an export, a webhook
+or a log.
+
+A queue's ``redaction`` lists what to remove: built-in detectors by name, and custom
+rules ``{"name": "ORDER", "pattern": "ORD-\\\\d{6}"}``. It applies to every string of an
+item's input, output, retrieved sources and metadata (keys included), and the item
+keeps how many of each it replaced (``items.redactions``, e.g. ``{"EMAIL": 2}``).
+
+Built-in detectors, each checked beyond its shape where a check exists:
+
+- ``email``: addresses (``[EMAIL]``);
+- ``phone``: phone numbers that the ``phonenumbers`` library parses as valid, in
+  international form or as numbers of the queue's region (``[PHONE]``);
+- ``card``: payment card numbers of 13-19 digits that pass the Luhn check (``[CARD]``);
+- ``iban``: IBANs whose mod-97 checksum holds (``[IBAN]``);
+- ``ip``: IPv4 and IPv6 addresses that parse as such (``[IP]``);
+- ``ssn``: US social security numbers in ``123-45-6789`` form, without the numbers the
+  SSA never issues (``[SSN]``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import phonenumbers
+
+from .errors import invalid
+
+DETECTORS = ("email", "phone", "card", "iban", "ip", "ssn")
+PHONE_REGION = "US"
+_CUSTOM_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
+
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
+# Card numbers as they are written: groups of four (16-19 digits), Amex's 4-6-5, or one
+# run of 13-19 digits; never a run that continues a longer number.
+_CARD = re.compile(
+    r"(?<![\d-])(?:\d{4}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?|\d{4}[ -]\d{6}[ -]\d{5}|\d{13,19})(?![\d])"
+)
+# IBANs as they are written: country, check digits, then groups of four (or none).
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_IPV6 = re.compile(r"(?<![:\w])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![:\w])")
+_SSN = re.compile(r"(?<!\d)(\d{3})-(\d{2})-(\d{4})(?!\d)")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card(match: re.Match) -> bool:
+    digits = re.sub(r"\D", "", match.group())
+    return 13 <= len(digits) <= 19 and _luhn(digits)
+
+
+def _iban(match: re.Match) -> bool:
+    text = match.group().replace(" ", "")
+    rearranged = text[4:] + text[:4]
+    try:
+        return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    except ValueError:
+        return False
+
+
+def _ip(match: re.Match) -> bool:
+    try:
+        ipaddress.ip_address(match.group())
+        return True
+    except ValueError:
+        return False
+
+
+def _ssn(match: re.Match) -> bool:
+    area, group, serial = match.groups()
+    return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
+
+
+#: name -> (placeholder, pattern, check of a match)
+_REGEX_DETECTORS: dict[str, list[tuple[str, re.Pattern, Callable[[re.Match], bool] | None]]] = {
+    "email": [("EMAIL", _EMAIL, None)],
+    "card": [("CARD", _CARD, _card)],
+    "iban": [("IBAN", _IBAN, _iban)],
+    "ip": [("IP", _IPV4, _ip), ("IP", _IPV6, _ip)],
+    "ssn": [("SSN", _SSN, _ssn)],
+}
+# Cards before phone numbers: a card number also looks like a long phone number.
+_ORDER = ("email", "iban", "card", "ssn", "ip", "phone")
+
+
+def check_rules(rules: list[Any]) -> list[Any]:
+    """Validate a queue's redaction setting; returns it."""
+    seen = set()
+    for n, rule in enumerate(rules):
+        if isinstance(rule, str):
+            if rule not in DETECTORS:
+                raise invalid(
+                    "redaction", f"{rule!r} is not a detector; the detectors are {', '.join(DETECTORS)}"
+                )
+            key = rule
+        elif isinstance(rule, dict) and set(rule) == {"name", "pattern"}:
+            if not isinstance(rule["name"], str) or not _CUSTOM_NAME.match(rule["name"]):
+                raise invalid(
+                    "redaction", f"rule {n}: name must be 1-32 capitals, digits or _, like ORDER_ID"
+                )
+            try:
+                re.compile(rule["pattern"])
+            except (re.error, TypeError) as exc:
+                raise invalid(
+                    "redaction", f"rule {n} ({rule['name']}): not a regular expression: {exc}"
+                ) from None
+            key = rule["name"]
+        else:
+            raise invalid("redaction", f'rule {n}: a detector name or {{"name": ..., "pattern": ...}}')
+        if key in seen:
+            raise invalid("redaction", f"{key} is listed twice")
+        seen.add(key)
+    return rules
+
+
+class Redactor:
+    """The compiled rules of one queue."""
+
+    def __init__(self, rules: list[Any], region: str = PHONE_REGION):
+        self.region = region
+        self.phone = "phone" in rules
+        self.steps: list[tuple[str, re.Pattern, Callable | None]] = []
+        for name in _ORDER:
+            if name in rules and name in _REGEX_DETECTORS:
+                self.steps.extend(_REGEX_DETECTORS[name])
+        for rule in rules:
+            if isinstance(rule, dict):
+                self.steps.append((rule["name"], re.compile(rule["pattern"]), None))
+
+    def text(self, text: str, counts: Counter) -> str:
+        for placeholder, pattern, check in self.steps:
+            if check is None:
+                text, n = pattern.subn(f"[{placeholder}]", text)
+                if n:
+                    counts[placeholder] += n
+            else:
+                text = pattern.sub(lambda m, p=placeholder, c=check: _replace(m, p, c, counts), text)
+        if self.phone and any(ch.isdigit() for ch in text):
+            text = self._phones(text, counts)
+        return text
+
+    def _phones(self, text: str, counts: Counter) -> str:
+        found = list(phonenumbers.PhoneNumberMatcher(text, self.region, leniency=phonenumbers.Leniency.VALID))
+        for match in reversed(found):
+            text = text[: match.start] + "[PHONE]" + text[match.end :]
+            counts["PHONE"] += 1
+        return text
+
+    def value(self, value: Any, counts: Counter) -> Any:
+        """Every string of a JSON value redacted (object keys too)."""
+        if isinstance(value, str):
+            return self.text(value, counts)
+        if isinstance(value, dict):
+            return {
+                self.text(k, counts) if isinstance(k, str) else k: self.value(v, counts)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.value(v, counts) for v in value]
+        return value
+
+
+def _replace(match: re.Match, placeholder: str, check: Callable, counts: Counter) -> str:
+    if check(match):
+        counts[placeholder] += 1
+        return f"[{placeholder}]"
+    return match.group()
+
+
+_cache: dict[str, Redactor] = {}
+
+
+def redactor(rules: list[Any]) -> Redactor | None:
+    """The compiled redactor for ``rules`` (none when there is nothing to redact)."""
+    if not rules:
+        return None
+    key = repr(rules)
+    found = _cache.get(key)
+    if found is None:
+        found = _cache[key] = Redactor(rules)
+    return found

@@ -1,0 +1,182 @@
+"""Retention and erasure: content leaves, the numbers stay.
+
+*Content* is what a person wrote or could be identified by: an item's input, output,
+retrieved sources and metadata, the corrections and comments of its reviews, and the
+bodies of its webhook deliveries. Purging replaces it with nothing (JSON ``null``, an
+empty list or object) and stamps ``items.purged_at``; what metrics and calibration need
+stays: queue, confidence, route, status, verdicts, labels, reasons and every time.
+
+- **Retention**: a queue's ``retention_days`` purges items created longer ago than that,
+  in batches, by :func:`purge` (scheduled in the API and ``up`` process by :class:`Purger`,
+  or ``reviewqueue purge``).
+- **Erasure** of one subject's data: :func:`erase` (``DELETE /v1/items/{id}``,
+  ``reviewqueue erase --queue Q --external-id X``) purges one item at once, replaces its
+  ``external_id`` by a digest, cancels its pending webhook deliveries, records an
+  ``item.erased`` event without any content, and adds the erasure to the manifests of the
+  export files that contained the item (the files themselves are the dataset owner's
+  to rewrite; the manifest tells them which rows to drop).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from . import clock, events, store
+from .errors import ItemNotFound
+from .models import ExportRun, Item, Queue, Review, WebhookDelivery
+from .vocab import DeliveryStatus, EventKind
+
+log = logging.getLogger(__name__)
+BATCH = 1000
+#: The body a delivery keeps once its item's content is gone.
+_PURGED_BODY = '{"content": "purged"}'
+
+
+def _scrub(tx: store.Tx, item_ids: list[str], now) -> None:
+    tx.execute(
+        update(Item)
+        .where(Item.id.in_(item_ids))
+        .values(input=None, output=None, context=[], meta={}, purged_at=now, updated_at=now)
+    )
+    tx.execute(update(Review).where(Review.item_id.in_(item_ids)).values(final_output=None, comment=None))
+    tx.execute(update(WebhookDelivery).where(WebhookDelivery.item_id.in_(item_ids)).values(body=_PURGED_BODY))
+
+
+def purge(*, queue: str | None = None, engine=None, now=None) -> dict[str, int]:
+    """Purge the content of items older than their queue's ``retention_days``; returns
+    how many items per queue. Batches of :data:`BATCH` items, one transaction each."""
+    engine = engine or store.get_engine()
+    now = now or clock.now()
+    with store.read(engine) as tx:
+        stmt = select(Queue.name, Queue.retention_days).where(Queue.retention_days.is_not(None))
+        if queue:
+            stmt = stmt.where(Queue.name == queue)
+        targets = tx.execute(stmt).all()
+    done: dict[str, int] = {}
+    for name, days in targets:
+        cutoff = now - timedelta(days=days)
+        while True:
+            with store.write(engine) as tx:
+                ids = list(
+                    tx.execute(
+                        select(Item.id)
+                        .where(Item.queue == name, Item.created_at < cutoff, Item.purged_at.is_(None))
+                        .limit(BATCH)
+                    ).scalars()
+                )
+                if not ids:
+                    break
+                stamp = clock.now()
+                _scrub(tx, ids, stamp)
+                events.record(
+                    tx,
+                    EventKind.ITEMS_PURGED,
+                    "retention",
+                    queue=name,
+                    after={"count": len(ids), "retention_days": days, "created_before": clock.iso(cutoff)},
+                )
+            done[name] = done.get(name, 0) + len(ids)
+    return done
+
+
+def erase(
+    item_id: str | None = None,
+    *,
+    queue: str | None = None,
+    external_id: str | None = None,
+    actor: str,
+    reason: str | None = None,
+    engine=None,
+) -> str:
+    """Erase one item's content everywhere it is stored (by id, or by queue and
+    external_id); returns the item id. Erasing again does nothing more."""
+    engine = engine or store.get_engine()
+    with store.write(engine) as tx:
+        stmt = (
+            select(Item).where(Item.id == item_id)
+            if item_id
+            else select(Item).where(Item.queue == queue, Item.external_id == external_id)
+        )
+        item = tx.session.scalars(stmt).first()
+        if item is None:
+            raise ItemNotFound(item_id or f"{queue}/{external_id}")
+        if item.purged_at is not None and (item.external_id or "").startswith("erased:"):
+            return item.id
+        now = clock.now()
+        decided = [r.created_at for r in tx.session.scalars(select(Review).where(Review.item_id == item.id))]
+        digest = None
+        if item.external_id is not None:
+            digest = "erased:" + hashlib.sha256(f"{item.queue}\0{item.external_id}".encode()).hexdigest()[:48]
+        tx.session.flush()
+        _scrub(tx, [item.id], now)
+        tx.execute(update(Item).where(Item.id == item.id).values(external_id=digest))
+        tx.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.item_id == item.id, WebhookDelivery.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.CANCELLED)
+        )
+        events.record(
+            tx,
+            EventKind.ITEM_ERASED,
+            actor,
+            item_id=item.id,
+            queue=item.queue,
+            after={"reason": reason} if reason else None,
+            at=now,
+        )
+        runs = list(tx.session.scalars(select(ExportRun).where(ExportRun.queue == item.queue)))
+    for run in runs:  # the manifests of files that hold the item (by its decision times)
+        if any(clock.parse(run.since) <= clock.parse(t) < clock.parse(run.until) for t in decided):
+            _note_in_manifest(Path(run.path), item.id, now)
+    return item.id
+
+
+def _note_in_manifest(data_file: Path, item_id: str, when) -> None:
+    manifest = data_file.parent / "_manifest.json"
+    if not manifest.exists():
+        return
+    try:
+        content = json.loads(manifest.read_text())
+    except ValueError:
+        log.warning("manifest %s is not JSON; erasure of %s not noted there", manifest, item_id)
+        return
+    content.setdefault("erasures", []).append({"item_id": item_id, "erased_at": clock.iso(when)})
+    tmp = manifest.with_name("._manifest.json.tmp")
+    tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    tmp.replace(manifest)
+
+
+class Purger:
+    """Runs :func:`purge` every ``interval`` seconds in a background thread."""
+
+    def __init__(self, engine=None, interval: float = 3600.0):
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Purger:
+        self._thread = threading.Thread(target=self.run, name="reviewqueue-retention", daemon=True)
+        self._thread.start()
+        return self
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                purged = purge(engine=self.engine)
+                if purged:
+                    log.info("retention purged %s", purged)
+            except Exception:
+                log.exception("retention purge failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
