@@ -54,7 +54,8 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def fresh(url: str):
+def reset(url: str):
+    """An engine on an empty, migrated database (PostgreSQL's schema is dropped first)."""
     engine = store.make_engine(url)
     if engine.dialect.name == "postgresql":
         from sqlalchemy import text
@@ -63,6 +64,11 @@ def fresh(url: str):
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
     store.upgrade(engine)
+    return engine
+
+
+def fresh(url: str):
+    engine = reset(url)
     queues.create("bench", {"threshold": 0.8, "audit_rate": 0.0}, engine=engine)
     return engine
 

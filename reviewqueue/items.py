@@ -83,6 +83,10 @@ def get_by_external_id(queue: str, external_id: str, *, engine=None) -> ItemOut:
         return to_out(item, _current_reviews(tx.session, [item.id]).get(item.id))
 
 
+#: Without ``deep``, a text search looks at the newest this many items (an index walk).
+SEARCH_WINDOW = 100_000
+
+
 @dataclass
 class ItemFilter:
     """What Browse and ``GET /v1/items`` filter on. Every field is optional."""
@@ -100,6 +104,8 @@ class ItemFilter:
     text: str | None = None
     #: Items whose current decision is by one of these reviewers.
     reviewers: list[str] | None = None
+    #: Search the text of every item, not only of the newest SEARCH_WINDOW (slow on big tables).
+    deep: bool = False
 
     def clauses(self) -> list:
         c = []
@@ -131,6 +137,10 @@ class ItemFilter:
                     )
                 )
             )
+        if self.text and not self.deep:
+            # Text cannot use an index: search the newest items only, unless asked.
+            newest = select(Item.id).order_by(Item.id.desc()).offset(SEARCH_WINDOW).limit(1).scalar_subquery()
+            c.append(Item.id > func.coalesce(newest, ""))
         if self.text:
             pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             c.append(

@@ -8,12 +8,26 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from . import clock, store
+from . import cache, clock, queues, store
 from .models import Item, Review
 from .vocab import WAITING
 
+#: Seconds the Prometheus totals may be old: counting by route reads every item.
+TOTALS_MAX_AGE = 30.0
+
 
 def ingested_by_route(*, engine=None) -> dict[tuple[str, str], int]:
+    """Items by queue and route (a full count, so kept for ``TOTALS_MAX_AGE`` seconds)."""
+    engine = engine or store.get_engine()
+    return cache.fresh(("ingested-by-route", str(engine.url)), _totals_age(engine), lambda: _by_route(engine))
+
+
+def _totals_age(engine) -> float:
+    configured = store.settings_of(engine).counts_max_age
+    return configured and max(configured, TOTALS_MAX_AGE)
+
+
+def _by_route(engine) -> dict[tuple[str, str], int]:
     with store.read(engine) as tx:
         return {
             (q, r): n
@@ -24,6 +38,13 @@ def ingested_by_route(*, engine=None) -> dict[tuple[str, str], int]:
 
 
 def decisions_by_verdict(*, engine=None) -> dict[tuple[str, str], int]:
+    engine = engine or store.get_engine()
+    return cache.fresh(
+        ("decisions-by-verdict", str(engine.url)), _totals_age(engine), lambda: _by_verdict(engine)
+    )
+
+
+def _by_verdict(engine) -> dict[tuple[str, str], int]:
     with store.read(engine) as tx:
         return {
             (q, v): n
@@ -36,45 +57,29 @@ def decisions_by_verdict(*, engine=None) -> dict[tuple[str, str], int]:
 
 
 def backlog(*, engine=None) -> dict[str, dict]:
-    """Per queue: waiting items (pending + in review) and the oldest one's age in seconds."""
+    """Per queue: waiting items (pending, in review, disputed) and the oldest one's age in
+    seconds (from the queues' cached figures)."""
     now = clock.now()
-    with store.read(engine) as tx:
-        rows = tx.execute(
-            select(Item.queue, func.count(), func.min(Item.created_at))
-            .where(Item.status.in_(sorted(WAITING)))
-            .group_by(Item.queue)
-        ).all()
+    figures = queues.figures(engine=engine)
     return {
         q: {
-            "waiting": n,
-            "oldest_age_seconds": (now - clock.parse(oldest)).total_seconds() if oldest else 0.0,
+            "waiting": sum(n for s, n in counts.items() if s in WAITING),
+            "oldest_age_seconds": (now - figures.oldest[q]).total_seconds() if q in figures.oldest else 0.0,
         }
-        for q, n, oldest in rows
+        for q, counts in figures.counts.items()
+        if any(s in WAITING for s in counts)
     }
 
 
 def backlog_by_age(*, engine=None) -> list[dict]:
-    """Waiting items per queue in age buckets, for the dashboard."""
-    now = clock.now()
-    buckets = [
-        ("< 1 h", timedelta(hours=1)),
-        ("1-24 h", timedelta(days=1)),
-        ("1-7 d", timedelta(days=7)),
-        ("> 7 d", None),
+    """Waiting items per queue in age buckets, for the dashboard (cached figures)."""
+    figures = queues.figures(engine=engine)
+    return [
+        {"queue": q, "age": label, "items": n}
+        for q, buckets in figures.ages.items()
+        for label, n in buckets.items()
+        if n
     ]
-    out = []
-    with store.read(engine) as tx:
-        lower = None
-        for label, upper in buckets:
-            stmt = select(Item.queue, func.count()).where(Item.status.in_(sorted(WAITING)))
-            if upper is not None:
-                stmt = stmt.where(Item.created_at > now - upper)
-            if lower is not None:
-                stmt = stmt.where(Item.created_at <= now - lower)
-            for q, n in tx.execute(stmt.group_by(Item.queue)):
-                out.append({"queue": q, "age": label, "items": n})
-            lower = upper
-    return out
 
 
 def decisions_per_day(*, days: int = 30, engine=None) -> list[dict]:

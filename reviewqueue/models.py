@@ -68,7 +68,9 @@ class Item(SQLModel, table=True):
         Index("ix_items_claim", "queue", "status", "claim_order"),
         Index("ix_items_updated", "updated_at", "id"),
         Index("ix_items_decided", "decided_at"),
-        Index("ix_items_queue_created", "queue", "created_at"),
+        # The oldest waiting item and the backlog by age: seeks and range counts per
+        # (queue, status), never a walk over the queue's whole history.
+        Index("ix_items_waiting", "queue", "status", "created_at"),
     )
 
     id: str = Field(primary_key=True, max_length=36)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -123,46 +125,70 @@ def names(*, engine=None) -> list[str]:
         return list(tx.session.scalars(select(Queue.name).order_by(Queue.name)))
 
 
-def counts(*, engine=None, max_age: float | None = None) -> dict[str, dict[str, int]]:
-    """``{queue: {status: count}}``: one grouped, index-only count over the claim
-    index, at most ``max_age`` seconds old (default ``REVIEWQUEUE_COUNTS_MAX_AGE``)."""
-    return _figures(engine, max_age)[0]
+#: Age buckets of the backlog: (label, upper bound in seconds; none: older).
+AGE_BUCKETS = (("< 1 h", 3600), ("1-24 h", 86_400), ("1-7 d", 7 * 86_400), ("> 7 d", None))
 
 
-def oldest_waiting(*, engine=None, max_age: float | None = None) -> dict[str, Any]:
-    """``{queue: created_at of its oldest waiting item}``, as old as :func:`counts`."""
-    return _figures(engine, max_age)[1]
+@dataclass(frozen=True)
+class Figures:
+    """What a queue's waiting work looks like, all queues at once (see :func:`figures`)."""
+
+    #: {queue: {status: count}}
+    counts: dict[str, dict[str, int]]
+    #: {queue: created_at of its oldest waiting item}
+    oldest: dict[str, Any]
+    #: {queue: {age bucket label: waiting items}}
+    ages: dict[str, dict[str, int]]
 
 
-def _figures(engine, max_age: float | None):
+def figures(*, engine=None, max_age: float | None = None) -> Figures:
+    """Counts by status, the oldest waiting item and the backlog by age of every queue,
+    at most ``max_age`` seconds old (default ``REVIEWQUEUE_COUNTS_MAX_AGE``), computed in
+    the background (``cache.py``) by index-only queries: no page view or request waits
+    for a count over a million items."""
     engine = engine or store.get_engine()
     if max_age is None:
         max_age = store.settings_of(engine).counts_max_age
-    return cache.fresh(("queue-figures", str(engine.url)), max_age, lambda: _count(engine))
+    return cache.fresh(("queue-figures", str(engine.url)), max_age, lambda: _figures(engine))
 
 
-def _count(engine) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
+def counts(*, engine=None, max_age: float | None = None) -> dict[str, dict[str, int]]:
+    """``{queue: {status: count}}`` (see :func:`figures`)."""
+    return figures(engine=engine, max_age=max_age).counts
+
+
+def _figures(engine) -> Figures:
     result: dict[str, dict[str, int]] = {}
     oldest: dict[str, Any] = {}
+    ages: dict[str, dict[str, int]] = {}
+    now = clock.now()
     with store.read(engine) as tx:
+        # Index-only over ix_items_claim (queue, status, ...).
         for queue, status, n in tx.execute(
             select(Item.queue, Item.status, func.count()).group_by(Item.queue, Item.status)
         ):
             result.setdefault(queue, {})[status] = n
-        # The oldest waiting item of each queue: one index seek per (queue, status)
-        # on ix_items_waiting, not a scan of the backlog.
+        # Per waiting (queue, status): the oldest item is one seek on ix_items_waiting
+        # (queue, status, created_at), and each age bucket one range count on it.
         for queue, statuses in result.items():
-            times = [
-                tx.execute(
-                    select(func.min(Item.created_at)).where(Item.queue == queue, Item.status == status)
-                ).scalar()
-                for status in statuses
-                if status in WAITING
-            ]
-            times = [clock.parse(t) for t in times if t is not None]
+            waiting = [s for s in statuses if s in WAITING]
+            times = []
+            for status in waiting:
+                where = (Item.queue == queue, Item.status == status)
+                first = tx.execute(select(func.min(Item.created_at)).where(*where)).scalar()
+                if first is not None:
+                    times.append(clock.parse(first))
+                bucket = ages.setdefault(queue, dict.fromkeys(label for label, _ in AGE_BUCKETS))
+                newer = now
+                for label, seconds in AGE_BUCKETS:
+                    older = now - timedelta(seconds=seconds) if seconds else None
+                    bound = [Item.created_at <= newer] + ([Item.created_at > older] if older else [])
+                    n = tx.execute(select(func.count()).where(*where, *bound)).scalar()
+                    bucket[label] = (bucket[label] or 0) + n
+                    newer = older
             if times:
                 oldest[queue] = min(times)
-    return result, oldest
+    return Figures(result, oldest, {q: {k: v or 0 for k, v in b.items()} for q, b in ages.items()})
 
 
 def overview(*, engine=None, only: list[str] | None = None, max_age: float | None = None) -> list[QueueOut]:
@@ -173,7 +199,8 @@ def overview(*, engine=None, only: list[str] | None = None, max_age: float | Non
         if only is not None:
             stmt = stmt.where(Queue.name.in_(only))
         queues = list(tx.session.scalars(stmt))
-    all_counts, oldest = _figures(engine, max_age)
+    now = figures(engine=engine, max_age=max_age)
+    all_counts, oldest = now.counts, now.oldest
     return [
         QueueOut(
             name=q.name,

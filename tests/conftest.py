@@ -13,6 +13,8 @@ from sqlalchemy import text
 from reviewqueue import queues, store, tokens, users
 from reviewqueue.settings import get_settings
 
+from .chromium import CHROMIUM, CHROMIUM_ARGS
+
 PG_URL = os.environ.get("REVIEWQUEUE_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
@@ -245,19 +247,6 @@ def live_server(db_url, engine):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
-
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")

@@ -143,8 +143,9 @@ def test_review_flow_from_the_keyboard(browser, app_server, recorder, tmp_path):
     page.keyboard.press("a")
     decided_today(page, 1)
     assert status_of(url, "evil").status == "approved"
-    # 2. Correct the password answer: edit, Ctrl+Enter shows the coloured diff, again saves.
+    # 2. Correct the password answer: E opens the editor, Ctrl+Enter shows the coloured diff, again saves.
     expect(page.get_by_text("Go to Settings and press Reset.").first).to_be_visible(timeout=30_000)
+    page.keyboard.press("e")  # E opens the editor
     editor = page.get_by_label("Corrected output")
     editor.fill("Go to Settings > Security and press Reset password.")
     editor.press("Control+Enter")
@@ -179,6 +180,8 @@ def test_enter_in_the_comment_never_decides(browser, app_server):
     base, url = app_server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     sign_in_and_open_queue(page, base)
+    expect(page.get_by_text("not bold**").first).to_be_visible()
+    page.keyboard.press("m")  # M opens the comment box
     comment = page.get_by_label("Comment (optional; Enter does not submit)")
     comment.fill("this looks wrong to me")
     comment.press("Enter")

@@ -151,11 +151,13 @@ def test_approve_then_next_item_is_on_screen_in_one_run(review_app, seeded):
 def test_correct_shows_diff_then_saves(review_app, seeded):
     at = pick_queue(review_app, "support")
     first = current_id(at)
-    at.text_area(key=f"edit-{first}").input("draft answer 0 with a fix")
+    assert not at.text_area  # the editor opens on E
     button(at, "Correct").click().run()
+    at.text_area(key=f"rq_edit_{first}").input("draft answer 0 with a fix")
+    button(at, "Submit correction").click().run()
     assert items.get(first, engine=seeded).status == "in_review"  # the diff is shown first
     assert any("+ with a fix" in c.value for c in at.code)
-    button(at, "Correct").click().run()
+    button(at, "Submit correction").click().run()
     got = items.get(first, engine=seeded)
     assert got.status == "corrected" and got.decision.final_output == "draft answer 0 with a fix"
 
@@ -164,6 +166,7 @@ def test_a_correction_that_changes_nothing_is_explained(review_app, seeded):
     at = pick_queue(review_app, "support")
     first = current_id(at)
     button(at, "Correct").click().run()
+    button(at, "Submit correction").click().run()
     assert items.get(first, engine=seeded).status == "in_review"
     assert "Nothing changed yet" in at.warning[0].value and "final_output" not in at.warning[0].value
 
@@ -185,7 +188,7 @@ def test_classification_queue_corrects_the_label_with_a_number_key(review_app, s
     label_buttons = [b for b in at.button if b.label.startswith("bug")]
     assert label_buttons and label_buttons[0].proto.shortcut == "2"
     label_buttons[0].click().run()
-    button(at, "Correct").click().run()
+    button(at, "Submit correction").click().run()
     got = items.get(first, engine=seeded)
     assert got.status == "corrected" and got.decision.final_label == "bug"
     assert got.decision.final_output == "bug"  # the reference never contradicts the label
@@ -197,7 +200,8 @@ def test_reject_with_a_reason_picked_rejects_at_once(review_app, seeded):
     reason = next(b for b in at.button if b.label.startswith("harmful"))
     assert reason.proto.shortcut == "2"
     reason.click().run()
-    at.text_input(key=f"comment-{first}").input("unsafe advice")
+    button(at, "Comment").click().run()
+    at.text_input(key=f"rq_comment_{first}").input("unsafe advice")
     button(at, "Reject").click().run()
     got = items.get(first, engine=seeded)
     assert (
@@ -246,10 +250,11 @@ def test_the_app_holds_its_item_under_a_short_lease(review_app, seeded):
 def test_expired_lease_taken_by_someone_else(review_app, seeded, fake_clock):
     at = pick_queue(review_app, "support")
     first = current_id(at)
+    button(at, "Correct").click().run()
     fake_clock.advance(61)
     taken = review.claim_next("support", "otto", engine=seeded)
     assert taken.id == first
-    at.text_area(key=f"edit-{first}").input("my careful rewrite")
+    at.text_area(key=f"rq_edit_{first}").input("my careful rewrite")
     button(at, "Approve").click().run()
     assert any("otto" in w.value for w in at.warning)
     assert at.text_area(key="lost-draft").value == "my careful rewrite"

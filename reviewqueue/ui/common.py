@@ -44,9 +44,8 @@ def show(value: Any, *, height: int | None = None) -> None:
     """Untrusted text or JSON, inert, in a block that scrolls past ``height`` pixels."""
     if height is None:
         st.code(as_text(value), language=None, wrap_lines=True)
-        return
-    with st.container(height=height, border=False):
-        st.code(as_text(value), language=None, wrap_lines=True)
+    else:  # one element, not a scrolling container around one
+        st.code(as_text(value), language=None, wrap_lines=True, height=height)
 
 
 def plain(value: Any) -> str:

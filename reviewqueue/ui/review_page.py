@@ -23,7 +23,7 @@ import weakref
 
 import streamlit as st
 
-from reviewqueue import claims, decisions, metrics, queues, store
+from reviewqueue import cache, claims, decisions, metrics, queues, store
 from reviewqueue.errors import Conflict, LeaseLost, ReviewQueueError, ValidationFailed
 from reviewqueue.schemas import ItemOut
 from reviewqueue.textdiff import diff_lines
@@ -64,6 +64,7 @@ def _state():
         ("rq_skipped", []),
         ("rq_pick", {}),
         ("rq_rejecting", False),
+        ("rq_editing", False),
     ):
         ss.setdefault(key, default)
     return ss
@@ -97,6 +98,7 @@ def _hold(item: dict | None) -> None:
     ss.rq_preview = None
     ss.rq_pick = {}
     ss.rq_rejecting = False
+    ss.rq_editing = False
 
 
 def leave() -> None:
@@ -137,7 +139,13 @@ def _notice(kind: str, text: str) -> None:
 
 
 def _queue(name: str):
-    return queues.get(name, engine=engine())
+    """The queue's settings, at most a couple of seconds old (read on every action)."""
+    eng = engine()
+    return cache.fresh(
+        ("queue", str(eng.url), name),
+        store.settings_of(eng).counts_max_age,
+        lambda: queues.get(name, engine=eng),
+    )
 
 
 def _act(action: str, value: str | None = None) -> None:
@@ -161,6 +169,8 @@ def _act(action: str, value: str | None = None) -> None:
             ss.rq_rejecting = True
     elif action == "back":
         ss.rq_rejecting = False
+    elif action == "edit":  # open the editor and the comment box, or close them
+        ss.rq_editing = not ss.rq_editing
     elif action == "approve":
         _decide(q, {"verdict": Verdict.APPROVE})
     elif action == "correct":
@@ -180,7 +190,7 @@ def _correct(q, item: dict) -> None:
     changed_label = label if label is not None and label != item["predicted_label"] else None
     final_output = None
     if not q.labels:  # free text: the correction is the edited output
-        draft = ss.get(f"edit-{item['id']}", as_text(item["output"]))
+        draft = ss.get(f"rq_edit_{item['id']}", as_text(item["output"]))
         final_output = draft
         if not isinstance(item["output"], str):
             try:
@@ -207,7 +217,7 @@ def _correct(q, item: dict) -> None:
 def _decide(q, decision: dict) -> None:
     ss = _state()
     item = ss.rq_item
-    comment = (ss.get(f"comment-{item['id']}") or "").strip()
+    comment = (ss.get(f"rq_comment_{item['id']}") or "").strip()
     decision = {
         **decision,
         "comment": comment or None,
@@ -216,7 +226,7 @@ def _decide(q, decision: dict) -> None:
     try:
         rv = decisions.decide(item["id"], session.name(), decision, engine=engine())
     except LeaseLost as exc:
-        draft = ss.get(f"edit-{item['id']}")
+        draft = ss.get(f"rq_edit_{item['id']}")
         ss.rq_lost_draft = draft if draft not in (None, as_text(item["output"])) else None
         _notice("warning", f"{exc}. Your text is kept below until you leave this page.")
         _hold(None)
@@ -330,19 +340,19 @@ def _panel(queue_name: str) -> None:
         return
     if ss.rq_item is None or ss.rq_item["queue"] != queue_name:
         _claim(q)
-    me = session.name()
-    progress = metrics.reviewer_progress(me, queue_name, engine=engine())
-    median = f"{progress['median_seconds']:.0f} s" if progress["median_seconds"] is not None else "-"
-    st.text(f"You: {progress['today']} today · {progress['week']} this week · median {median} per item")
+    # Fixed slots, filled or left empty: elements that come and go (a notice, the undo
+    # button) never shift the ones after them, which the browser would then rebuild.
+    progress, notice, lost, undo = st.empty(), st.empty(), st.empty(), st.empty()
+    progress.text(_progress(queue_name))
     if ss.rq_notice:
         kind, text = ss.rq_notice
-        getattr(st, kind)(text)  # our own wording; no model text goes here
+        getattr(notice, kind)(text)  # our own wording; no model text goes here
         ss.rq_notice = None
     if ss.rq_lost_draft is not None:
-        st.text_area("Your unsaved text (copy it before leaving)", ss.rq_lost_draft, key="lost-draft")
+        lost.text_area("Your unsaved text (copy it before leaving)", ss.rq_lost_draft, key="lost-draft")
     last = ss.rq_last_review
     if last and time.monotonic() - last["at"] <= store.settings_of(engine()).undo_seconds:
-        st.button(f"Undo last decision ({last['verdict']})", shortcut="U", on_click=_undo)
+        undo.button(f"Undo last decision ({last['verdict']})", shortcut="U", on_click=_undo)
     item = ss.rq_item
     if item is None:
         if ss.rq_skipped:
@@ -355,22 +365,43 @@ def _panel(queue_name: str) -> None:
     _show_item(q, item)
 
 
+#: How often a reviewer's own figures are read again from the database (in between,
+#: each decision of this session is counted here).
+PROGRESS_SECONDS = 30
+
+
+def _progress(queue_name: str) -> str:
+    ss = _state()
+    cached = ss.get("rq_progress")
+    if cached is None or cached["queue"] != queue_name or time.monotonic() - cached["at"] > PROGRESS_SECONDS:
+        cached = ss.rq_progress = {
+            "queue": queue_name,
+            "at": time.monotonic(),
+            "done": ss.rq_done,
+            **metrics.reviewer_progress(session.name(), queue_name, engine=engine()),
+        }
+    extra = ss.rq_done - cached["done"]  # decided here since the figures were read
+    median = f"{cached['median_seconds']:.0f} s" if cached["median_seconds"] is not None else "-"
+    return f"You: {cached['today'] + extra} today · {cached['week'] + extra} this week · median {median} per item"
+
+
 def _show_item(q, item: dict) -> None:
     ss = _state()
-    cols = st.columns(4)
-    cols[0].text(f"Model: {plain(item['model']) or '-'} {plain(item['model_version'])}")
-    cols[1].text(f"Confidence: {item['confidence']:.3f}")
-    cols[2].text(f"Why: {ROUTE_TEXT.get(item['route'], item['route'])}")
-    cols[3].text(f"Age: {age(item['created_at'])}")
-    warn_hidden(
-        item["input"],
-        item["output"],
-        item["context"],
-        item["model"],
-        item["model_version"],
-        item["predicted_label"],
-        item["metadata"],
+    st.text(
+        f"Item {item['id']}  ·  model {plain(item['model']) or '-'} {plain(item['model_version'])}  ·  "
+        f"confidence {item['confidence']:.3f}  ·  {ROUTE_TEXT.get(item['route'], item['route'])}  ·  "
+        f"waiting {age(item['created_at'])}"
     )
+    with st.empty():  # a slot, whether or not this item needs the warning
+        warn_hidden(
+            item["input"],
+            item["output"],
+            item["context"],
+            item["model"],
+            item["model_version"],
+            item["predicted_label"],
+            item["metadata"],
+        )
     left, right = st.columns(2, gap="medium")
     with left:
         st.text("Input")
@@ -385,48 +416,64 @@ def _show_item(q, item: dict) -> None:
                         st.code(plain(source["url"]), language=None)
                     show(source.get("text", ""), height=160)
     with right:
-        with st.form(f"decide-{item['id']}", enter_to_submit=False, border=False):
+        # One form for every item, so its buttons update in place. The text fields (the
+        # editor, the comment) appear only when asked for (E): building text widgets
+        # was most of what a decision cost the browser, and a key pressed after a
+        # decision can then never land in the previous item's editor.
+        with st.form("rq_decide", enter_to_submit=False, border=False):
             _buttons(q, item)
-            st.text(
-                "Model output"
-                + (
-                    f" · predicted label: {plain(item['predicted_label'])}"
-                    if item["predicted_label"] is not None
-                    else ""
-                )
+            label = (
+                f" · predicted label: {plain(item['predicted_label'])}"
+                if item["predicted_label"] is not None
+                else ""
             )
+            st.text("Model output" + label)
             show(item["output"], height=200)
-            if not q.labels:
-                edit, diff = st.columns(2)
-                original = as_text(item["output"])
-                draft = edit.text_area("Corrected output", original, height=170, key=f"edit-{item['id']}")
-                with diff:
-                    st.text("Your change (- removed, + added)")
-                    preview = ss.rq_preview
-                    shown = preview[1] if preview and preview[0] == item["id"] else draft
-                    st.code(
-                        diff_lines(original, shown) or "(no change yet)",
-                        language="diff",
-                        wrap_lines=True,
-                        height=170,
-                    )
-            st.text_input("Comment (optional; Enter does not submit)", key=f"comment-{item['id']}")
+            if ss.rq_editing:
+                _editor(q, item)
+
+
+def _editor(q, item: dict) -> None:
+    ss = _state()
+    if not q.labels:
+        edit, diff = st.columns(2)
+        original = as_text(item["output"])
+        draft = edit.text_area("Corrected output", original, height=170, key=f"rq_edit_{item['id']}")
+        with diff:
+            st.text("Your change (- removed, + added)")
+            preview = ss.rq_preview
+            shown = preview[1] if preview and preview[0] == item["id"] else draft
+            st.code(
+                diff_lines(original, shown) or "(no change yet)", language="diff", wrap_lines=True, height=170
+            )
+    st.text_input("Comment (optional; Enter does not submit)", key=f"rq_comment_{item['id']}")
 
 
 def _buttons(q, item: dict) -> None:
     ss = _state()
-    c = st.columns(4)
+    c = [st.container(horizontal=True, gap="small")] * 5  # one row: one container, not five columns
     c[0].form_submit_button(
         "Approve · A", type="primary", shortcut="A", width="stretch", on_click=_act, args=("approve",)
     )
     c[1].form_submit_button(
-        "Correct · Ctrl+Enter", shortcut="Ctrl+Enter", width="stretch", on_click=_act, args=("correct",)
+        "Submit correction · Ctrl+Enter" if ss.rq_editing or q.labels else "Correct · E",
+        shortcut="Ctrl+Enter" if ss.rq_editing or q.labels else "E",
+        width="stretch",
+        on_click=_act,
+        args=("correct" if ss.rq_editing or q.labels else "edit",),
     )
     c[2].form_submit_button("Reject · X", shortcut="X", width="stretch", on_click=_act, args=("reject",))
     c[3].form_submit_button("Skip · S", shortcut="S", width="stretch", on_click=_act, args=("skip",))
+    c[4].form_submit_button(
+        "Close editor · Esc" if ss.rq_editing and not ss.rq_rejecting else "Comment · M",
+        shortcut="Escape" if ss.rq_editing and not ss.rq_rejecting else "M",
+        width="stretch",
+        on_click=_act,
+        args=("edit",),
+    )
     picking_reasons = ss.rq_rejecting or not q.labels
     if q.labels and not ss.rq_rejecting:
-        st.text("Label (the correction is the label): press its number")
+        st.text("Label (the correction is the label): press its number, then Ctrl+Enter")
         _numbered(q.labels, "label", ss.rq_pick.get("label") or item["predicted_label"])
     if picking_reasons:
         if ss.rq_rejecting:
@@ -434,26 +481,22 @@ def _buttons(q, item: dict) -> None:
         else:
             st.text("Reject reason: press its number, then X")
         _numbered(q.reject_reasons, "reason", ss.rq_pick.get("reason"))
+        back = st.empty()  # a slot, so the output below never moves
         if ss.rq_rejecting:
-            st.form_submit_button("Back · Esc", shortcut="Escape", on_click=_act, args=("back",))
+            back.form_submit_button("Back · Esc", shortcut="Escape", on_click=_act, args=("back",))
 
 
 def _numbered(choices: list[str], action: str, picked: str | None) -> None:
-    """One button per choice, the first nine on the number keys."""
-    per_row = 5
-    for start in range(0, len(choices), per_row):
-        row = st.columns(per_row)
-        for k, choice in enumerate(choices[start : start + per_row]):
-            n = start + k + 1
-            key = f" · {n}" if n <= 9 else ""
-            row[k].form_submit_button(
-                f"{_md(choice)}{key}",
-                shortcut=str(n) if n <= 9 else None,
-                width="stretch",
-                type="primary" if choice == picked else "secondary",
-                on_click=_act,
-                args=(action, choice),
-            )
+    """One button per choice, the first nine on the number keys, in one wrapping row."""
+    row = st.container(horizontal=True, gap="small")
+    for n, choice in enumerate(choices, 1):
+        row.form_submit_button(
+            f"{_md(choice)}{f' · {n}' if n <= 9 else ''}",
+            shortcut=str(n) if n <= 9 else None,
+            type="primary" if choice == picked else "secondary",
+            on_click=_act,
+            args=(action, choice),
+        )
 
 
 @st.fragment(run_every=HEARTBEAT_SECONDS)
@@ -475,7 +518,7 @@ def _heartbeat() -> None:
             st.rerun()
         claims.renew(item["id"], session.name(), lease_seconds=_ui_lease(q), engine=engine())
     except (LeaseLost, Conflict) as exc:
-        draft = ss.get(f"edit-{item['id']}")
+        draft = ss.get(f"rq_edit_{item['id']}")
         ss.rq_lost_draft = draft if draft not in (None, as_text(item["output"])) else None
         _notice("warning", f"{exc}. Your text is kept below until you leave this page.")
         _hold(None)
