@@ -38,14 +38,21 @@ _CUSTOM_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 # Card numbers as they are written: groups of four (16-19 digits), Amex's 4-6-5, or one
 # run of 13-19 digits; never a run that continues a longer number.
+# Patterns that start with a digit say so first (the lookbehind comes after it): Python's
+# re then skips ahead to the next digit instead of trying the lookbehind at every
+# position, 5-7x faster on ordinary text.
 _CARD = re.compile(
-    r"(?<![\d-])(?:\d{4}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?|\d{4}[ -]\d{6}[ -]\d{5}|\d{13,19})(?![\d])"
+    r"\d(?<![\d-]\d)(?:\d{3}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?|\d{3}[ -]\d{6}[ -]\d{5}|\d{12,18})(?!\d)"
 )
 # IBANs as they are written: country, check digits, then groups of four (or none).
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_IPV4 = re.compile(r"\d(?<![\d.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\d.])")
 _IPV6 = re.compile(r"(?<![:\w])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![:\w])")
-_SSN = re.compile(r"(?<!\d)(\d{3})-(\d{2})-(\d{4})(?!\d)")
+_SSN = re.compile(r"(\d(?<!\d\d)\d\d)-(\d{2})-(\d{4})(?!\d)")
+_DIGIT = re.compile(r"\d")
+# A phone number has seven digits or more, apart only by separators: without such a
+# run the (slow) phone matcher is not called.
+_PHONE_LIKE = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6}")
 
 
 def _luhn(digits: str) -> bool:
@@ -85,13 +92,14 @@ def _ssn(match: re.Match) -> bool:
     return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
 
 
-#: name -> (placeholder, pattern, check of a match)
-_REGEX_DETECTORS: dict[str, list[tuple[str, re.Pattern, Callable[[re.Match], bool] | None]]] = {
-    "email": [("EMAIL", _EMAIL, None)],
-    "card": [("CARD", _CARD, _card)],
-    "iban": [("IBAN", _IBAN, _iban)],
-    "ip": [("IP", _IPV4, _ip), ("IP", _IPV6, _ip)],
-    "ssn": [("SSN", _SSN, _ssn)],
+#: name -> (placeholder, pattern, check of a match, what a text must hold to be worth
+#: searching: "@", ":" or "0" for any digit)
+_REGEX_DETECTORS: dict[str, list[tuple[str, re.Pattern, Callable[[re.Match], bool] | None, str]]] = {
+    "email": [("EMAIL", _EMAIL, None, "@")],
+    "card": [("CARD", _CARD, _card, "0")],
+    "iban": [("IBAN", _IBAN, _iban, "0")],
+    "ip": [("IP", _IPV4, _ip, "0"), ("IP", _IPV6, _ip, ":")],
+    "ssn": [("SSN", _SSN, _ssn, "0")],
 }
 # Cards before phone numbers: a card number also looks like a long phone number.
 _ORDER = ("email", "iban", "card", "ssn", "ip", "phone")
@@ -133,23 +141,26 @@ class Redactor:
     def __init__(self, rules: list[Any], region: str = PHONE_REGION):
         self.region = region
         self.phone = "phone" in rules
-        self.steps: list[tuple[str, re.Pattern, Callable | None]] = []
+        self.steps: list[tuple[str, re.Pattern, Callable | None, str]] = []
         for name in _ORDER:
             if name in rules and name in _REGEX_DETECTORS:
                 self.steps.extend(_REGEX_DETECTORS[name])
         for rule in rules:
             if isinstance(rule, dict):
-                self.steps.append((rule["name"], re.compile(rule["pattern"]), None))
+                self.steps.append((rule["name"], re.compile(rule["pattern"]), None, ""))
 
     def text(self, text: str, counts: Counter) -> str:
-        for placeholder, pattern, check in self.steps:
+        digits = _DIGIT.search(text) is not None
+        for placeholder, pattern, check, needs in self.steps:
+            if (needs == "0" and not digits) or (needs and needs != "0" and needs not in text):
+                continue
             if check is None:
                 text, n = pattern.subn(f"[{placeholder}]", text)
                 if n:
                     counts[placeholder] += n
             else:
                 text = pattern.sub(lambda m, p=placeholder, c=check: _replace(m, p, c, counts), text)
-        if self.phone and any(ch.isdigit() for ch in text):
+        if self.phone and digits and _PHONE_LIKE.search(text):
             text = self._phones(text, counts)
         return text
 
