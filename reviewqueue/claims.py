@@ -8,6 +8,10 @@
 - A reviewer who already holds a live lease in the queue gets that item back, renewed.
 - Expired leases are swept back to ``pending`` (an ``item.lease_expired`` event) by the
   next claim in their queue.
+- A queue that needs several decisions per item (``reviews_required``) hands an item out
+  again after each decision, one reviewer at a time (sequential leases), and never to a
+  reviewer who decided it already; a queue with ``reviewers`` set hands items only to
+  them (docs/architecture.md says why sequential).
 - Only the holder may renew, release (skip) or decide an item (:func:`held_item`). A
   holder whose lease ran out may still do so while nobody else has claimed the item
   since: their late decision overwrites nobody's work.
@@ -18,7 +22,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from . import clock, events, store
-from .errors import Conflict, ItemNotFound, LeaseLost, QueueNotFound
+from .errors import Conflict, ItemNotFound, LeaseLost, NotAssigned, QueueNotFound
 from .items import to_out
 from .schemas import ItemOut
 from .store import queries
@@ -37,9 +41,11 @@ def claim_next(
     nothing is waiting. ``exclude`` passes over items (those the reviewer skipped);
     ``lease_seconds`` asks for a lease shorter than the queue's."""
     with store.write(engine) as tx:
-        rules = queries.LEASE_SECONDS.first(tx, {"queue": queue})
+        rules = queries.CLAIM_RULES.first(tx, {"queue": queue})
         if rules is None:
             raise QueueNotFound(queue)
+        if rules.reviewers and reviewer not in rules.reviewers:
+            raise NotAssigned(queue, reviewer)
         # The clock is read after the transaction's first statement: see decisions._decide.
         now = clock.now()
         expires = now + timedelta(seconds=_lease(rules.lease_seconds, lease_seconds))
@@ -47,7 +53,9 @@ def claim_next(
         if own is not None:
             return to_out(queries.RENEW.first(tx, {"item_id": own, "expires": expires, "now": now}))
         params = {"queue": queue, "reviewer": reviewer, "expires": expires, "now": now}
-        if exclude:
+        if rules.reviews_required > 1:  # never an item this reviewer decided already
+            row = queries.LEASE_NEXT_UNDECIDED.first(tx, {**params, "exclude": list(exclude)})
+        elif exclude:
             row = queries.LEASE_NEXT_EXCLUDING.first(tx, {**params, "exclude": list(exclude)})
         else:
             row = queries.LEASE_NEXT.first(tx, params)
@@ -94,6 +102,8 @@ def held_item(tx: store.Tx, item_id: str, reviewer: str, statement=queries.ITEM_
         raise ItemNotFound(item_id)
     if row.status in DECIDED:
         raise Conflict(f"item {item_id} was already decided ({row.status}); nothing to do")
+    if row.status == Status.DISPUTED:
+        raise Conflict(f"item {item_id} is waiting for a lead to settle its reviewers' disagreement")
     if row.status in (Status.IN_REVIEW, Status.PENDING) and row.lease_holder == reviewer:
         return row  # held, or its lease ran out and nobody else has claimed it since
     if row.status == Status.IN_REVIEW:

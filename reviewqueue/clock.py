@@ -7,11 +7,31 @@ SQLite). Tests move time by patching ``reviewqueue.clock.now``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def real_now() -> datetime:
+    """The time, even inside :func:`travelling`."""
+    return datetime.now(UTC)
+
+
+@contextmanager
+def travelling(to: Callable[[], datetime]) -> Iterator[None]:
+    """Within the block, ``now()`` is ``to()``: the demo and the benchmarks write weeks
+    of history in seconds with it. Process-wide: for single-threaded set-up code only."""
+    global now
+    real = now
+    now = to
+    try:
+        yield
+    finally:
+        now = real
 
 
 def iso(dt: datetime | None) -> str | None:

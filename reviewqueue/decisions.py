@@ -19,12 +19,12 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from . import claims, clock, events, outbox, store, textdiff
-from .errors import Conflict, ValidationFailed, invalid
-from .items import to_out
+from . import claims, clock, consensus, events, outbox, store, textdiff
+from .errors import Conflict, ItemNotFound, PermissionDenied, ValidationFailed, invalid
+from .items import get_in, to_out
 from .schemas import DecisionIn, ItemOut, ReviewOut
 from .store import queries
-from .vocab import EventKind, Status, Verdict
+from .vocab import EventKind, Role, Status, Verdict
 
 
 class Rules(NamedTuple):
@@ -103,7 +103,13 @@ def decide_item(
 ) -> ItemOut:
     """Like :func:`decide`, returning the decided item with its decision."""
     row, review = _decide(item_id, reviewer, decision, engine)
-    return to_out(row, review)
+    if row.final_review_id is None:
+        return to_out(row)  # not final yet: more reviewers, or a lead, decide
+    if row.final_review_id == review.id:
+        return to_out(row, review)
+    from .items import get
+
+    return get(item_id, engine=engine)
 
 
 def _decide(item_id: str, reviewer: str, decision, engine):
@@ -115,40 +121,134 @@ def _decide(item_id: str, reviewer: str, decision, engine):
         # and polls rely on to know when every change before a moment has committed
         # (store.settled_before). Every write to items reads it so.
         now = clock.now()
-        final_output, final_label = check(Rules(item.q_labels or [], item.q_reject_reasons or []), item, d)
-        review = ReviewOut(
-            **queries.INSERT_REVIEW.first(
-                tx,
-                {
-                    "item_id": item_id,
-                    "queue": item.queue,
-                    "reviewer": reviewer,
-                    "verdict": d.verdict,
-                    "final_output": final_output,
-                    "final_label": final_label,
-                    "reason": d.reason,
-                    "comment": d.comment,
-                    "seconds_spent": d.seconds_spent,
-                    "now": now,
-                    "edit_distance": textdiff.decision_distance(d.verdict, item.output, final_output),
-                },
-            )._asdict()
+        review = _insert_review(tx, item, reviewer, d, now, adjudication=False)
+        if item.q_reviews_required <= 1:
+            return _final(tx, item, review, reviewer, now, done=1, agreement=1.0), review
+        return _counted(tx, item, review, reviewer, now), review
+
+
+def _insert_review(tx, item, reviewer: str, d: DecisionIn, now, *, adjudication: bool) -> ReviewOut:
+    """Check ``d`` against the queue's rules and store it as a review row."""
+    final_output, final_label = check(Rules(item.q_labels or [], item.q_reject_reasons or []), item, d)
+    row = queries.INSERT_REVIEW.first(
+        tx,
+        {
+            "item_id": item.id,
+            "queue": item.queue,
+            "reviewer": reviewer,
+            "verdict": d.verdict,
+            "final_output": final_output,
+            "final_label": final_label,
+            "reason": d.reason,
+            "comment": d.comment,
+            "seconds_spent": d.seconds_spent,
+            "now": now,
+            "edit_distance": textdiff.decision_distance(d.verdict, item.output, final_output),
+            "adjudication": adjudication,
+        },
+    )
+    return ReviewOut(**row._asdict())
+
+
+def _final(tx, item, final: ReviewOut, actor: str, now, *, done: int, agreement: float, **extra):
+    """Make ``final`` the item's final decision: status, event, webhooks."""
+    status = Verdict(final.verdict).status
+    changed = queries.DECIDED.first(
+        tx,
+        {
+            "item_id": item.id,
+            "status": status,
+            "now": now,
+            "review_id": final.id,
+            "done": done,
+            "agreement": agreement,
+        },
+    )
+    row = item._replace(**changed._asdict())
+    events.record(
+        tx,
+        EventKind.ITEM_DECIDED,
+        actor,
+        item_id=item.id,
+        queue=item.queue,
+        before={"status": item.status},
+        after={"status": status, "verdict": final.verdict, "review_id": final.id, **extra},
+        at=now,
+    )
+    outbox.enqueue(tx, row, final, EventKind.ITEM_DECIDED, now=now)
+    return row
+
+
+def _counted(tx, item, review: ReviewOut, reviewer: str, now):
+    """One of several decisions an item needs: wait for the next reviewer, settle the
+    item when this was the last one needed, or send it to a lead (consensus.py)."""
+    reviews = [
+        ReviewOut(**r._asdict()) for r in queries.ACTIVE_REVIEWS.rows(tx, {"item_id": item.id, "no": False})
+    ]
+    if sum(r.reviewer == reviewer for r in reviews) > 1:
+        raise Conflict(f"{reviewer} has already decided item {item.id}; another reviewer must decide it")
+    done, required = len(reviews), item.q_reviews_required
+    progress = {
+        "verdict": review.verdict,
+        "review_id": review.id,
+        "reviews_done": done,
+        "reviews_required": required,
+    }
+    if done < required:
+        changed = queries.AWAITING.first(
+            tx,
+            {
+                "item_id": item.id,
+                "status": Status.PENDING,
+                "now": now,
+                "done": done,
+                "claim_order": in_progress(item.claim_order),
+            },
         )
-        status = Verdict(d.verdict).status
-        changed = queries.DECIDED.first(tx, {"item_id": item_id, "status": status, "now": now})
-        row = item._replace(**changed._asdict())
         events.record(
             tx,
-            EventKind.ITEM_DECIDED,
+            EventKind.ITEM_REVIEWED,
             reviewer,
-            item_id=item_id,
+            item_id=item.id,
             queue=item.queue,
             before={"status": Status.IN_REVIEW},
-            after={"status": status, "verdict": d.verdict, "review_id": review.id},
+            after={"status": Status.PENDING, **progress},
             at=now,
         )
-        outbox.enqueue(tx, row, review, EventKind.ITEM_DECIDED, now=now)
-        return row, review
+        return item._replace(**changed._asdict())
+    outcome = consensus.settle(reviews, item.q_consensus, bool(item.q_labels))
+    if outcome.final is not None:
+        return _final(
+            tx, item, outcome.final, reviewer, now, done=done, agreement=outcome.agreement, **progress
+        )
+    changed = queries.AWAITING.first(
+        tx,
+        {
+            "item_id": item.id,
+            "status": Status.DISPUTED,
+            "now": now,
+            "done": done,
+            "claim_order": item.claim_order,
+        },
+    )
+    events.record(
+        tx,
+        EventKind.ITEM_DISPUTED,
+        reviewer,
+        item_id=item.id,
+        queue=item.queue,
+        before={"status": Status.IN_REVIEW},
+        after={"status": Status.DISPUTED, "why": outcome.why, **progress},
+        at=now,
+    )
+    return item._replace(**changed._asdict())
+
+
+def in_progress(claim_order: str) -> str:
+    """The claim order of an item part-way through its reviews: before the fresh items of
+    its priority ("-" sorts before the digits of a confidence), so it is finished first
+    and a reviewer who decided it passes over few such items."""
+    return claim_order if claim_order[4] == "-" else f"{claim_order[:4]}-{claim_order[4:]}"
 
 
 def undo(review_id: int, reviewer: str, *, engine=None) -> ItemOut:
@@ -167,7 +267,13 @@ def undo(review_id: int, reviewer: str, *, engine=None) -> ItemOut:
         if now - review.created_at > timedelta(seconds=window):
             raise Conflict(f"decisions can be undone for {window} seconds; this one is older")
         item = queries.ITEM_FOR_UPDATE.first(tx, {"item_id": review.item_id})
-        if item.status != Verdict(review.verdict).status or item.decided_at != review.created_at:
+        if item.final_review_id is not None:
+            # Final: only by the one decision that made it so (a queue of one reviewer).
+            if item.final_review_id != review.id or item.reviews_done != 1:
+                raise Conflict("the item's final decision is made; it cannot be undone")
+        elif item.status == Status.IN_REVIEW and item.lease_holder not in (None, reviewer):
+            raise Conflict(f"{item.lease_holder} is reviewing the item now; it cannot be undone meanwhile")
+        elif item.status not in (Status.PENDING, Status.DISPUTED, Status.IN_REVIEW):
             raise Conflict("the item changed since your decision; it cannot be undone")
         expires = now + timedelta(
             seconds=queries.LEASE_SECONDS.first(tx, {"queue": item.queue}).lease_seconds
@@ -175,7 +281,14 @@ def undo(review_id: int, reviewer: str, *, engine=None) -> ItemOut:
         queries.MARK_UNDONE.run(tx, {"review_id": review_id, "now": now})
         review.undone_at = now
         row = queries.UNDECIDE.first(
-            tx, {"item_id": item.id, "reviewer": reviewer, "now": now, "expires": expires}
+            tx,
+            {
+                "item_id": item.id,
+                "reviewer": reviewer,
+                "now": now,
+                "expires": expires,
+                "done": max((item.reviews_done or 1) - 1, 0),
+            },
         )
         events.record(
             tx,
@@ -187,5 +300,84 @@ def undo(review_id: int, reviewer: str, *, engine=None) -> ItemOut:
             after={"status": Status.IN_REVIEW},
             at=now,
         )
-        outbox.enqueue(tx, row, review, EventKind.ITEM_DECISION_UNDONE, now=now)
+        if item.final_review_id is not None:  # the app was told of the decision: tell it of the undo
+            outbox.enqueue(tx, row, review, EventKind.ITEM_DECISION_UNDONE, now=now)
         return to_out(row)
+
+
+# --- adjudication -------------------------------------------------------------------
+
+
+def adjudicate(
+    item_id: str,
+    lead: str,
+    decision: DecisionIn | dict[str, Any] | None = None,
+    *,
+    pick: int | None = None,
+    engine=None,
+) -> ItemOut:
+    """A lead's (or admin's) final decision on a disputed item: their own ``decision``,
+    or the reviewer's decision ``pick`` (a review id) taken as it is. The adjudication is
+    a review row of its own (``adjudication``); the reviewers' rows stay as they were."""
+    from . import users
+
+    who = users.get(lead, engine=engine)
+    if who is None or not who.active or not Role(who.role).at_least(Role.LEAD):
+        raise PermissionDenied(f"{lead} cannot adjudicate: leads and admins settle disagreements")
+    if (decision is None) == (pick is None):
+        raise invalid("decision", "give either a decision or the id of the review to pick, not both")
+    with store.write(engine) as tx:
+        item = queries.ITEM_AND_RULES_FOR_UPDATE.first(tx, {"item_id": item_id})
+        if item is None:
+            raise ItemNotFound(item_id)
+        if item.status != Status.DISPUTED:
+            raise Conflict(f"item {item_id} is {item.status}, not disputed: there is nothing to settle")
+        now = clock.now()
+        reviews = [
+            ReviewOut(**r._asdict())
+            for r in queries.ACTIVE_REVIEWS.rows(tx, {"item_id": item_id, "no": False})
+        ]
+        if pick is not None:
+            chosen = next((r for r in reviews if r.id == pick), None)
+            if chosen is None:
+                raise invalid("pick", f"review {pick} is not one of this item's decisions")
+            decision = {
+                "verdict": chosen.verdict,
+                "reason": chosen.reason,
+                **({"final_output": chosen.final_output} if chosen.verdict == Verdict.CORRECT else {}),
+                **({"final_label": chosen.final_label} if chosen.verdict == Verdict.CORRECT else {}),
+            }
+        d = _decision(decision)
+        final = _insert_review(tx, item, lead, d, now, adjudication=True)
+        agreement = consensus.agreement_with(reviews, final, bool(item.q_labels))
+        events.record(
+            tx,
+            EventKind.ITEM_ADJUDICATED,
+            lead,
+            item_id=item_id,
+            queue=item.queue,
+            before={"status": Status.DISPUTED, "reviews": [r.id for r in reviews]},
+            after={"verdict": d.verdict, "review_id": final.id, "picked": pick, "agreement": agreement},
+            at=now,
+        )
+        _final(tx, item, final, lead, now, done=len(reviews), agreement=agreement, adjudicated=True)
+        return get_in(tx, item_id)
+
+
+def disputes(queue: str, *, limit: int = 100, engine=None) -> list[ItemOut]:
+    """Items of ``queue`` waiting for a lead, oldest first, each with its decisions."""
+    from sqlalchemy import select
+
+    from .items import get
+    from .models import Item
+
+    with store.read(engine) as tx:
+        ids = list(
+            tx.session.scalars(
+                select(Item.id)
+                .where(Item.queue == queue, Item.status == Status.DISPUTED)
+                .order_by(Item.updated_at, Item.id)
+                .limit(limit)
+            )
+        )
+    return [get(i, engine=engine) for i in ids]

@@ -179,6 +179,8 @@ def seed(*, n_support: int = 240, n_tickets: int = 260, engine=None, seed_value:
                 "metadata": {"source": rng.choice(["email", "widget"])},
             }
         )
+    if "support-replies" not in existing:  # history first: today's items stay for you
+        _history(random.Random(seed_value + 1), engine)
     results = ingest.submit_many(items, actor="demo", engine=engine)
     logins = []
     for name, role in DEMO_USERS:
@@ -195,6 +197,74 @@ def seed(*, n_support: int = 240, n_tickets: int = 260, engine=None, seed_value:
         "logins": logins,
         "token": token,
     }
+
+
+#: Weeks of reviewed history the demo writes before today's items, so the Quality page
+#: has audits to learn from (a curve, a recommendation, a version that got worse).
+HISTORY_WEEKS = 4
+HISTORY_PER_DAY = 60
+#: The audit rate in force during the history: generous, as a team finding its threshold
+#: would set it for a few weeks (the queue's own rate stays as configured).
+HISTORY_AUDIT_RATE = 0.25
+
+
+def _history(rng: random.Random, engine) -> None:
+    """Four weeks of support replies arriving, routed and decided by two demo reviewers
+    (correct answers approved, wrong ones rejected or corrected), the model upgraded
+    halfway to a version that is wrong more often."""
+    from datetime import timedelta
+
+    from . import claims, clock, decisions
+
+    start = clock.now() - timedelta(weeks=HISTORY_WEEKS)
+    now = [start]
+    rate = queues.get("support-replies", engine=engine).audit_rate
+    truth: dict[str, tuple[bool, str]] = {}
+    with clock.travelling(lambda: now[0]):
+        queues.update("support-replies", {"audit_rate": HISTORY_AUDIT_RATE}, actor="demo", engine=engine)
+        for day in range(HISTORY_WEEKS * 7):
+            now[0] = start + timedelta(days=day, hours=9)
+            version = "2026-10-01" if day < HISTORY_WEEKS * 7 // 2 else "2026-11-15"
+            batch = []
+            for i in range(HISTORY_PER_DAY):
+                template, topic = rng.choice(_QUESTIONS)
+                good = rng.random() < (0.78 if version == "2026-10-01" else 0.68)
+                confidence = round(min(0.99, max(0.02, rng.gauss(0.8 if good else 0.55, 0.13))), 3)
+                key = f"demo-history-{day:02d}-{i:03d}"
+                truth[key] = (good, topic)
+                title, text = _SOURCES[topic]
+                batch.append(
+                    {
+                        "queue": "support-replies",
+                        "external_id": key,
+                        "input": template.format(p=rng.choice(_PRODUCTS)),
+                        "output": _GOOD[topic] if good else _BAD[topic],
+                        "confidence": confidence,
+                        "model": "reply-drafter",
+                        "model_version": version,
+                        "context": [{"title": title, "text": text}],
+                    }
+                )
+            ingest.submit_many(batch, actor="demo", engine=engine)
+            # The same day, the reviewers clear what was queued.
+            for n in range(10_000):
+                now[0] = start + timedelta(days=day, hours=10, seconds=40 * n)
+                who = ("maria", "omar")[n % 2]
+                held = claims.claim_next("support-replies", who, engine=engine)
+                if held is None:
+                    break
+                good, topic = truth[held.external_id]
+                seconds = round(rng.uniform(15, 70), 1)
+                if good:
+                    decision = {"verdict": "approve", "seconds_spent": seconds}
+                elif rng.random() < 0.6:
+                    decision = {"verdict": "correct", "final_output": _GOOD[topic], "seconds_spent": seconds}
+                else:
+                    reason = rng.choice(["incorrect", "unsupported_by_sources", "tone"])
+                    decision = {"verdict": "reject", "reason": reason, "seconds_spent": seconds}
+                decisions.decide(held.id, who, decision, engine=engine)
+        now[0] = clock.real_now()
+        queues.update("support-replies", {"audit_rate": rate}, actor="demo", engine=engine)
 
 
 def leftovers(*, engine=None) -> list[tuple[str, str]]:

@@ -106,5 +106,14 @@ class PermissionDenied(ReviewQueueError):
     status_code = 403
 
 
+class NotAssigned(PermissionDenied):
+    def __init__(self, queue: str, reviewer: str):
+        super().__init__(
+            f"{reviewer} is not one of the reviewers of queue {queue!r}; an admin can add them "
+            f"(reviewqueue queue update {queue} --reviewer {reviewer})"
+        )
+        self.queue, self.reviewer = queue, reviewer
+
+
 class RateLimited(ReviewQueueError):
     status_code = 429

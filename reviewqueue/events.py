@@ -76,9 +76,12 @@ def describe(event: Event) -> str:
             if k in before
             else f"{_FIELDS.get(k, k)} {_short(v)}"
             for k, v in after.items()
+            if k != "why"
         )
         verb = "created the queue" if kind == EventKind.QUEUE_CREATED else "changed"
-        return f"{actor} {verb}: {changes}" if changes else f"{actor} {verb}"
+        why = after.get("why") or {}
+        because = f" (from the {why['source']})" if isinstance(why, dict) and why.get("source") else ""
+        return f"{actor} {verb}: {changes}{because}" if changes else f"{actor} {verb}{because}"
     details = ", ".join(f"{k} {_short(v)}" for k, v in after.items()) if isinstance(after, dict) else ""
     return f"{actor}: {kind}" + (f" ({details})" if details else "")
 

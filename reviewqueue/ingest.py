@@ -33,7 +33,7 @@ from . import clock, events, redaction, store
 from .errors import PayloadTooLarge, QueueNotFound, ReviewQueueError, ValidationFailed
 from .ids import uuid7_many
 from .models import Item, Queue
-from .routing import claim_order, route
+from .routing import claim_order, confidence_band, review_chance, route
 from .schemas import ItemIn, SubmitResult, unstorable
 from .store.queries import ItemRow, insert_items
 from .vocab import EventKind
@@ -290,6 +290,8 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
                 status=status,
                 route=how,
                 claim_order=claim_order(item.priority, item.confidence, item_id),
+                review_chance=review_chance(how, audit_rate),
+                confidence_band=confidence_band(item.confidence),
                 redactions=_encode(dict(removed)) if removed else None,
             )
         )

@@ -13,12 +13,13 @@ from sqlalchemy import String, and_, cast, func, or_, select
 from . import clock, store
 from .errors import ItemNotFound, ValidationFailed
 from .models import Item, Review
-from .schemas import ID_PATTERN, DecisionOut, ItemOut
+from .schemas import ID_PATTERN, DecisionOut, ItemOut, ReviewOut
 from .vocab import Verdict
 
 
-def to_out(item, review=None) -> ItemOut:
-    """An ``ItemOut`` from an ``Item`` or a row of the items table (and its current review)."""
+def to_out(item, review=None, reviews=None) -> ItemOut:
+    """An ``ItemOut`` from an ``Item`` or a row of the items table, with its final
+    decision (``review``) and, when given, every decision on it (``reviews``)."""
     decision = None
     if review is not None:
         decision = DecisionOut(
@@ -53,24 +54,44 @@ def to_out(item, review=None) -> ItemOut:
         decision=decision,
         redactions=item.redactions,
         purged_at=item.purged_at,
+        reviews_done=item.reviews_done or 0,
+        agreement=item.agreement,
+        reviews=None
+        if reviews is None
+        else [ReviewOut.model_validate(r, from_attributes=True) for r in reviews],
     )
 
 
-def _current_reviews(session, item_ids: list[str]) -> dict[str, Review]:
-    if not item_ids:
+def _final_reviews(session, items) -> dict[str, Review]:
+    """``{item_id: review}``: the final decision of each item that has one."""
+    ids = [i.final_review_id for i in items if i.final_review_id is not None]
+    if not ids:
         return {}
-    rows = session.scalars(
-        select(Review).where(Review.item_id.in_(item_ids), Review.undone_at.is_(None)).order_by(Review.id)
-    )
-    return {r.item_id: r for r in rows}
+    return {r.item_id: r for r in session.scalars(select(Review).where(Review.id.in_(ids)))}
+
+
+def reviews_of(session, item_id: str) -> list[Review]:
+    """Every decision on an item, oldest first (undone ones too, marked)."""
+    return list(session.scalars(select(Review).where(Review.item_id == item_id).order_by(Review.id)))
+
+
+def _full(session, item: Item) -> ItemOut:
+    return to_out(item, _final_reviews(session, [item]).get(item.id), reviews_of(session, item.id))
 
 
 def get(item_id: str, *, engine=None) -> ItemOut:
+    """One item with its final decision and every decision on it."""
     with store.read(engine) as tx:
-        item = tx.session.get(Item, item_id)
-        if item is None:
-            raise ItemNotFound(item_id)
-        return to_out(item, _current_reviews(tx.session, [item_id]).get(item_id))
+        return get_in(tx, item_id)
+
+
+def get_in(tx: store.Tx, item_id: str) -> ItemOut:
+    """:func:`get` inside a transaction already open (it sees that transaction's writes,
+    which a separate read would not while a group has not committed)."""
+    item = tx.session.get(Item, item_id)
+    if item is None:
+        raise ItemNotFound(item_id)
+    return _full(tx.session, item)
 
 
 def get_by_external_id(queue: str, external_id: str, *, engine=None) -> ItemOut:
@@ -80,7 +101,7 @@ def get_by_external_id(queue: str, external_id: str, *, engine=None) -> ItemOut:
         ).first()
         if item is None:
             raise ItemNotFound(f"{queue}/{external_id}")
-        return to_out(item, _current_reviews(tx.session, [item.id]).get(item.id))
+        return _full(tx.session, item)
 
 
 #: Without ``deep``, a text search looks at the newest this many items (an index walk).
@@ -203,8 +224,8 @@ def poll(
         rows = list(tx.session.scalars(stmt))
         more = len(rows) > limit
         rows = rows[:limit]
-        reviews = _current_reviews(tx.session, [r.id for r in rows])
-        out = [to_out(r, reviews.get(r.id)) for r in rows]
+        finals = _final_reviews(tx.session, rows)
+        out = [to_out(r, finals.get(r.id)) for r in rows]
     next_cursor = encode_cursor(rows[-1].updated_at, rows[-1].id) if more else None
     return out, next_cursor
 
@@ -217,9 +238,19 @@ def page(flt: ItemFilter, *, limit: int = 50, offset: int = 0, engine=None) -> l
 
 
 def deciders(item_ids: list[str], *, engine=None) -> dict[str, str]:
-    """``{item_id: reviewer}`` of the current decisions of ``item_ids``."""
+    """``{item_id: reviewers}`` of the decisions so far on ``item_ids`` (comma-separated)."""
+    if not item_ids:
+        return {}
     with store.read(engine) as tx:
-        return {i: r.reviewer for i, r in _current_reviews(tx.session, item_ids).items()}
+        rows = tx.session.execute(
+            select(Review.item_id, Review.reviewer)
+            .where(Review.item_id.in_(item_ids), Review.undone_at.is_(None))
+            .order_by(Review.id)
+        ).all()
+    out: dict[str, list[str]] = {}
+    for item_id, reviewer in rows:
+        out.setdefault(item_id, []).append(reviewer)
+    return {i: ", ".join(names) for i, names in out.items()}
 
 
 def count(flt: ItemFilter, *, engine=None, cap: int | None = None) -> int:

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from . import clock
-from .vocab import DeliveryStatus, Role
+from .vocab import Consensus, DeliveryStatus, Role
 
 #: JSON on SQLite, JSONB on PostgreSQL.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -43,7 +43,15 @@ class Queue(SQLModel, table=True):
     label_thresholds: dict[str, float] = Field(default_factory=dict, sa_column=_json(False))
     audit_rate: float = Field(default=0.02)
     lease_seconds: int = Field(default=600)
+    #: Decisions from distinct reviewers an item needs (1-5), and how they become one.
     reviews_required: int = Field(default=1)
+    consensus: str = Field(default=Consensus.MAJORITY, max_length=16)
+    #: Who may review this queue (user names); empty: every reviewer.
+    reviewers: list[str] = Field(default_factory=list, sa_column=_json(False))
+    #: Written by admins for reviewers, shown on the Review page (markdown).
+    guidelines: str = Field(default="")
+    #: Reviewers see the earlier decisions on an item (default: blind review).
+    show_previous_reviews: bool = Field(default=False)
     labels: list[str] = Field(default_factory=list, sa_column=_json(False))
     reject_reasons: list[str] = Field(
         default_factory=lambda: list(DEFAULT_REJECT_REASONS), sa_column=_json(False)
@@ -71,6 +79,20 @@ class Item(SQLModel, table=True):
         # The oldest waiting item and the backlog by age: seeks and range counts per
         # (queue, status), never a walk over the queue's whole history.
         Index("ix_items_waiting", "queue", "status", "created_at"),
+        # The quality report's one GROUP BY reads only this index, in its order: a
+        # stream over the queue's entries, no sort, no table rows (quality.py).
+        Index(
+            "ix_items_quality",
+            "queue",
+            "model_version",
+            "route",
+            "review_chance",
+            "confidence_band",
+            "predicted_label",
+            "status",
+            "confidence",
+            "created_at",
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=36)
@@ -96,10 +118,25 @@ class Item(SQLModel, table=True):
     created_at: datetime = Field(default_factory=clock.now)
     updated_at: datetime = Field(default_factory=clock.now)
     decided_at: datetime | None = Field(default=None)
+    #: The chance this item had of being queued for review when it arrived: 1 below the
+    #: threshold, the queue's audit rate then above it. Quality estimates weight each
+    #: decided item by it (quality.py), so a later change of threshold or audit rate
+    #: never skews them.
+    review_chance: float | None = Field(default=None)
+    #: The 1%-wide band of the confidence, 0-99 (0.29 is band 29), stored so the quality
+    #: report groups by a column its index holds in order.
+    confidence_band: int | None = Field(default=None)
     #: What redaction removed at ingest, by placeholder: ``{"EMAIL": 2}``.
     redactions: dict[str, int] | None = Field(default=None, sa_column=_json(True))
     #: When the content was removed (retention or erasure); what metrics need stays.
     purged_at: datetime | None = Field(default=None)
+    #: Decisions made on it so far (not undone); below the queue's reviews_required the
+    #: item waits for the next reviewer.
+    reviews_done: int = Field(default=0)
+    #: The decision that counts: the agreed one, or a lead's adjudication.
+    final_review_id: int | None = Field(default=None)
+    #: Share of the reviewers' decisions that agree with the final one (1 for one reviewer).
+    agreement: float | None = Field(default=None)
 
 
 class Review(SQLModel, table=True):
@@ -128,6 +165,8 @@ class Review(SQLModel, table=True):
     created_at: datetime = Field(default_factory=clock.now)
     #: Set when the reviewer undid this decision; the row stays for the audit trail.
     undone_at: datetime | None = Field(default=None)
+    #: A lead's (or admin's) decision settling a disagreement, not a reviewer's vote.
+    adjudication: bool = Field(default=False)
 
 
 class Event(SQLModel, table=True):

@@ -78,7 +78,16 @@ def _values(settings) -> dict[str, Any]:
     return values
 
 
-def update(name: str, settings: QueueSettings | dict, *, actor: str = "system", engine=None) -> Queue:
+def update(
+    name: str,
+    settings: QueueSettings | dict,
+    *,
+    actor: str = "system",
+    why: dict[str, Any] | None = None,
+    engine=None,
+) -> Queue:
+    """Change a queue's settings; the ``queue.updated`` event records what changed, and
+    ``why`` when given (the quality advisor records its evidence there)."""
     values = _values(settings)
     with store.write(engine) as tx:
         queue = tx.session.get(Queue, name)
@@ -97,7 +106,7 @@ def update(name: str, settings: QueueSettings | dict, *, actor: str = "system", 
                 actor,
                 queue=name,
                 before={k: v for k, v in before.items() if after[k] != v},
-                after={k: v for k, v in after.items() if before[k] != v},
+                after={k: v for k, v in after.items() if before[k] != v} | ({"why": why} if why else {}),
             )
     return queue
 

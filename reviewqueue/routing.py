@@ -60,3 +60,15 @@ def route(
 def claim_order(priority: int, confidence: float, item_id: str) -> str:
     """Sort key whose ascending text order is the claim order (see ``models.Item``)."""
     return f"{1000 - priority:04d}{confidence:.12f}{item_id}"
+
+
+def review_chance(how: Route, audit_rate: float) -> float:
+    """The chance an item routed ``how`` had of being queued: certain below the
+    threshold, the audit rate above it (stored with the item; quality.py weights by it)."""
+    return audit_rate if how in (Route.AUDIT_SAMPLE, Route.AUTO_ACCEPTED) else 1.0
+
+
+def confidence_band(confidence: float) -> int:
+    """The 1%-wide band a confidence falls in, 0-99. A hair is added so that 0.29 lands
+    in band 29, as ``0.29 >= 0.29`` routes it, not in 28 through 28.999999999999996."""
+    return min(99, int(confidence * 100 + 1e-9))

@@ -12,9 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-from .vocab import Route, Status, Verdict
+from .vocab import Consensus, Route, Status, Verdict
 
 QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -158,7 +166,27 @@ class QueueSettings(BaseModel):
     )
     lease_seconds: int | None = Field(default=None, ge=10, le=86400)
     reviews_required: int | None = Field(
-        default=None, ge=1, le=1, description="Reviews per item. Only 1 is supported in this release."
+        default=None,
+        ge=1,
+        le=5,
+        description="Decisions from distinct reviewers each item needs (1-5, default 1).",
+    )
+    consensus: Consensus | None = Field(
+        default=None,
+        description="How several decisions become the final one: majority (default) or unanimous.",
+    )
+    reviewers: list[ShortText] | None = Field(
+        default=None,
+        max_length=1000,
+        description="User names who may review this queue (empty: every reviewer).",
+    )
+    guidelines: Text | None = Field(
+        default=None,
+        max_length=50_000,
+        description="Guidelines for reviewers (markdown), shown on the Review page.",
+    )
+    show_previous_reviews: bool | None = Field(
+        default=None, description="Reviewers see earlier decisions on an item (default false: blind review)."
     )
     labels: list[ShortText] | None = Field(default=None, max_length=1000)
     reject_reasons: list[ShortText] | None = Field(default=None, min_length=1, max_length=100)
@@ -201,6 +229,10 @@ class QueueOut(BaseModel):
     reject_reasons: list[str]
     redaction: list[Any] = Field(default_factory=list)
     retention_days: int | None = None
+    consensus: Consensus = Consensus.MAJORITY
+    reviewers: list[str] = Field(default_factory=list)
+    guidelines: str = ""
+    show_previous_reviews: bool = False
     counts: dict[str, int] = Field(default_factory=dict)
     oldest_pending_at: datetime | None = None
 
@@ -224,6 +256,22 @@ class DecisionIn(BaseModel):
     )
     comment: Text | None = Field(default=None, max_length=10_000)
     seconds_spent: float | None = Field(default=None, ge=0, le=86400 * 7, allow_inf_nan=False)
+
+
+class AdjudicationIn(BaseModel):
+    """A lead's final decision on a disputed item: ``pick`` one reviewer's decision (its
+    review id, taken as it is), or give a decision of your own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pick: int | None = Field(default=None, description="The id of the review to take as final.")
+    decision: DecisionIn | None = Field(default=None, description="Your own decision instead.")
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.pick is None) == (self.decision is None):
+            raise ValueError("give either 'pick' (a review id) or 'decision', not both")
+        return self
 
 
 class DecisionOut(BaseModel):
@@ -252,6 +300,8 @@ class ReviewOut(BaseModel):
     edit_distance: int | None = None
     created_at: datetime
     undone_at: datetime | None = None
+    #: A lead's decision settling a disagreement.
+    adjudication: bool = False
 
 
 class ItemOut(BaseModel):
@@ -278,3 +328,9 @@ class ItemOut(BaseModel):
     redactions: dict[str, int] | None = None
     #: When the content was removed by retention or erasure.
     purged_at: datetime | None = None
+    #: Decisions so far (not undone), of the queue's reviews_required.
+    reviews_done: int = 0
+    #: Share of the reviewers' decisions agreeing with the final one.
+    agreement: float | None = None
+    #: Every decision on the item (GET /v1/items/{id}; not in lists).
+    reviews: list[ReviewOut] | None = None

@@ -257,16 +257,33 @@ def test_long_content_scrolls_and_the_buttons_stay_in_view(browser, app_server):
     assert box and box["y"] + box["height"] <= 900
 
 
-def test_pages_have_their_own_urls(browser, app_server):
+def test_pages_have_their_own_urls(browser, app_server, recorder):
     from playwright.sync_api import expect
 
     base, _ = app_server
     page = browser.new_page()
+    outside = []
+    page.on(
+        "request", lambda r: None if r.url.startswith((base, "data:", "blob:")) else outside.append(r.url)
+    )
     sign_in(page, base)
-    for name, path in (("Browse", "/browse"), ("Dashboard", "/dashboard"), ("Review", "")):  # Review is "/"
+    for name, path in (
+        ("Browse", "/browse"),
+        ("Dashboard", "/dashboard"),
+        ("Quality", "/quality"),
+        ("Review", ""),  # Review is "/"
+    ):
         page.get_by_role("link", name=name).click()
         expect(page).to_have_url(re.compile(rf"{path}/?$"), timeout=30_000)
+        if name == "Quality":  # its charts are drawn in the page, from nothing outside it
+            expect(page.get_by_text("Is the confidence honest?")).to_be_visible(timeout=30_000)
+            expect(
+                page.locator(
+                    "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
+                ).first
+            ).to_be_visible(timeout=30_000)
     expect(page.get_by_role("button", name="Approve · A")).to_be_enabled(timeout=30_000)
+    assert recorder.requests == [] and outside == []
 
 
 def test_untrusted_output_is_inert(browser, app_server, recorder):
@@ -291,3 +308,90 @@ def test_untrusted_output_is_inert(browser, app_server, recorder):
     assert dialogs == []
     assert page.locator(f"img[src*='{recorder.port}']").count() == 0
     assert page.locator("a[href^='javascript:']").count() == 0
+
+
+def test_two_reviewers_disagree_and_a_lead_settles_it(browser, app_server, tmp_path):
+    """Several reviewers per item, end to end: ann approves, bob corrects, the item is
+    disputed; lena (a lead) takes bob's correction on the Adjudicate page; the item's
+    final decision and its export row say so."""
+    import json
+
+    from playwright.sync_api import expect
+
+    from reviewqueue.export import export
+
+    base, url = app_server
+    engine = store.make_engine(url)
+    queues.create(
+        "pair",
+        {"threshold": 0.8, "audit_rate": 0.0, "reviews_required": 2, "reject_reasons": ["incorrect"]},
+        engine=engine,
+    )
+    for name, role in (("ann", "reviewer"), ("bob", "reviewer"), ("lena", "lead")):
+        users.add(name, role=role, password=f"{name}-password", engine=engine)
+    ingest.submit(
+        {
+            "queue": "pair",
+            "external_id": "p1",
+            "input": "Refund?",
+            "output": "Refunds take 5 days.",
+            "confidence": 0.2,
+        },
+        engine=engine,
+    )
+    engine.dispose()
+
+    def reviewer_session(name: str):
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        sign_in(page, base, name)
+        page.get_by_role("radio", name="pair").click()
+        expect(page.get_by_text("Refunds take 5 days.").first).to_be_visible(timeout=30_000)
+        return context, page
+
+    ctx, page = reviewer_session("ann")
+    page.keyboard.press("a")
+    expect(page.get_by_text("You: 1 today")).to_be_visible(timeout=30_000)
+    ctx.close()
+    assert status_of(url, "p1", "pair").reviews_done == 1
+    ctx, page = reviewer_session("bob")
+    page.keyboard.press("e")
+    editor = page.get_by_label("Corrected output")
+    editor.fill("Refunds take 7 business days.")
+    editor.press("Control+Enter")
+    expect(page.get_by_text("+ 7 business").first).to_be_visible(timeout=30_000)
+    editor.press("Control+Enter")
+    expect(page.get_by_text("You: 1 today")).to_be_visible(timeout=30_000)
+    ctx.close()
+    assert status_of(url, "p1", "pair").status == "disputed"
+
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    sign_in(page, base, "lena")
+    page.get_by_role("link", name="Adjudicate").click()
+    expect(page.get_by_text("ann: approve")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("bob: correct")).to_be_visible()
+    page.get_by_role("button", name="Take bob's decision").click()
+    expect(page.get_by_text("settled: corrected")).to_be_visible(timeout=30_000)
+    ctx.close()
+
+    final = status_of(url, "p1", "pair")
+    assert final.status == "corrected" and final.decision.reviewer == "lena"
+    assert final.decision.final_output == "Refunds take 7 business days." and final.agreement == 0.5
+    engine = store.make_engine(url)
+    try:
+        [result] = export(tmp_path / "out", fmt="jsonl", queues=["pair"], feed="e2e", engine=engine)
+    finally:
+        engine.dispose()
+    [row] = [json.loads(line) for line in Path(result.path).read_text().splitlines()]
+    assert (row["verdict"], row["reference_output"], row["reviewer"]) == (
+        "correct",
+        "Refunds take 7 business days.",
+        "lena",
+    )
+    assert [(r["reviewer"], r["verdict"], r["adjudication"]) for r in row["reviews"]] == [
+        ("ann", "approve", False),
+        ("bob", "correct", False),
+        ("lena", "correct", True),
+    ]
+    assert row["agreement"] == 0.5

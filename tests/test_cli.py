@@ -186,9 +186,17 @@ def test_demo_generates_credentials_shown_once(db_url, engine):
     assert set(overview) == {"support-replies", "ticket-triage"}
     assert overview["support-replies"].counts["pending"] > 50
     assert overview["ticket-triage"].labels
+    # Four weeks of reviewed history, so the Quality page has a curve and a recommendation.
+    from reviewqueue import demo, quality
+
+    history = demo.HISTORY_WEEKS * 7 * demo.HISTORY_PER_DAY
+    assert items.count(items.ItemFilter(), engine=engine) == 500 + history
+    report = quality.report("support-replies", target_error=0.1, engine=engine)
+    assert report.auto_accepted_error.audited >= 150 and report.recommendation is not None
+    assert [v.model_version for v in report.by_model_version if v.drift] == ["2026-11-15"]
     again = run("demo")
     assert again.exit_code == 0 and "password '" not in again.output and "rq_" not in again.output
-    assert items.count(items.ItemFilter(), engine=engine) == 500
+    assert items.count(items.ItemFilter(), engine=engine) == 500 + history
     gone = run("demo", "--remove")
     assert "user admin disabled" in gone.output and "token demo disabled" in gone.output
     assert not users.get("admin", engine=engine).active

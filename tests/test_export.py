@@ -77,7 +77,21 @@ def test_jsonl_semantics(engine, decided, tmp_path):
         "correct": 2,
         "reject": 1,
     }
-    assert manifest["sha256"] == export.sha256_of(r.path) and manifest["schema_version"] == 1
+    assert manifest["sha256"] == export.sha256_of(r.path) and manifest["schema_version"] == 2
+    # One reviewer per item: the reviews column holds the final decision, agreement 1.
+    assert [x["agreement"] for x in rows] == [1.0] * 5
+    assert correct["reviews"] == [
+        {
+            "reviewer": correct["reviewer"],
+            "verdict": "correct",
+            "final_output": correct["reference_output"],
+            "final_label": None,
+            "reason": None,
+            "comment": correct["comment"],
+            "decided_at": correct["decided_at"],
+            "adjudication": False,
+        }
+    ]
     assert (
         manifest["queue"] == "support" and manifest["format"] == "jsonl" and manifest["reviewqueue_version"]
     )

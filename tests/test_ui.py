@@ -378,3 +378,112 @@ def test_signing_out_gives_the_item_back(app, seeded):
     next(b for b in app.sidebar.button if b.label == "Sign out").click().run()
     assert items.get(first, engine=seeded).status == "pending"
     assert [t.label for t in app.text_input] == ["Username", "Password"]
+
+
+def test_quality_page_shows_charts_and_applies_the_recommendation(seeded):
+    from .quality_sim import simulate
+
+    simulate(seeded, "model", 6, n=600, kind="under", low=0.5, audit_rate=0.3)
+    at = page_app("quality_page", user="adam", role=Role.ADMIN)
+    at.session_state["rq_quality_queue"] = "model"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("vega_lite_chart")) == 3  # reliability, trade-off, reject reasons
+    assert any("Error of unreviewed outputs" in m.label for m in at.metric)
+    assert "Threshold" in at.success[0].value and "reviewer" not in at.error
+    assert any(t.value.startswith("At 0.80 you review") for t in at.text)
+    button(at, "Apply recommended threshold").click().run()
+    assert "the threshold is now" in at.success[-1].value
+    assert queues.get("model", engine=seeded).threshold != 0.8
+    reviewer = page_app("quality_page")  # reviewers see the page, not the button
+    reviewer.session_state["rq_quality_queue"] = "model"
+    reviewer.run()
+    assert not reviewer.exception and not [b for b in reviewer.button if b.label.startswith("Apply")]
+
+
+# --- several reviewers per item ---------------------------------------------------------
+
+
+def _disputed(engine) -> str:
+    """An item of a two-reviewer queue on which ann and bob disagree."""
+    from reviewqueue import review
+
+    queues.create(
+        "pair",
+        {
+            "threshold": 0.8,
+            "audit_rate": 0.0,
+            "reviews_required": 2,
+            "reject_reasons": ["incorrect"],
+            "guidelines": "## Refunds\nApprove only what **policy** allows.",
+            "show_previous_reviews": True,
+        },
+        engine=engine,
+    )
+    [first] = ingest.submit_many([item(0, queue="pair", output="refund in 5 days")], engine=engine)
+    for who, decision in (
+        ("ann", {"verdict": "approve"}),
+        ("bob", {"verdict": "correct", "final_output": "refund in 7 days"}),
+    ):
+        held = review.claim_next("pair", who, engine=engine)
+        review.decide(held.id, who, decision, engine=engine)
+    return first.id
+
+
+def test_review_page_shows_guidelines_previous_decisions_and_only_assigned_queues(seeded):
+    from reviewqueue import review
+
+    queues.create(
+        "pair",
+        {
+            "threshold": 0.8,
+            "audit_rate": 0.0,
+            "reviews_required": 2,
+            "guidelines": "## Refunds\nApprove only what **policy** allows.",
+            "show_previous_reviews": True,
+        },
+        engine=seeded,
+    )
+    [it] = ingest.submit_many([item(0, queue="pair")], engine=seeded)
+    held = review.claim_next("pair", "ann", engine=seeded)
+    review.decide(held.id, "ann", {"verdict": "approve", "comment": "fine"}, engine=seeded)
+    at = pick_queue(page_app("review_page"), "pair")
+    assert not at.exception, [e.value for e in at.exception]
+    assert current_id(at) == it.id
+    assert any("Refunds" in m.value for m in at.markdown)  # admin-written markdown
+    assert any("ann: approve" in c.value and "comment fine" in c.value for c in at.code)
+    queues.update("pair", {"reviewers": ["bob"]}, engine=seeded)  # rita is not among them
+    at = page_app("review_page")
+    at.run()
+    [queue_buttons] = at.get("button_group")
+    assert "pair" not in queue_buttons.options and "support" in queue_buttons.options
+
+
+def test_a_lead_settles_a_dispute_on_the_adjudicate_page(seeded):
+    item_id = _disputed(seeded)
+    users.add("lena", role="lead", password="lena-password", engine=seeded)
+    reviewer = page_app("adjudicate_page")
+    reviewer.run()
+    assert reviewer.error and "Leads and admins only" in reviewer.error[0].value
+    at = page_app("adjudicate_page", user="lena", role=Role.LEAD)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("+ 7" in c.value for c in at.code)  # bob's correction as a diff
+    button(at, "Take bob's decision").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    got = __import__("reviewqueue").items.get(item_id, engine=seeded)
+    assert got.status == "corrected" and got.decision.reviewer == "lena"
+    assert got.decision.final_output == "refund in 7 days" and got.agreement == 0.5
+    assert "settled" in at.success[0].value
+
+
+def test_reviewers_page_shows_agreement_and_progress(seeded):
+    _disputed(seeded)
+    at = page_app("reviewers_page", user="adam", role=Role.ADMIN)
+    at.session_state["rq_reviewers_queue"] = "pair"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Percent agreement"] == "0.0%" and labels["Disputes waiting"] == "1"
+    assert len(at.get("vega_lite_chart")) == 1  # progress (nothing compared with a final yet)
+    assert len(at.dataframe) == 1

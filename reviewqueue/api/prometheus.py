@@ -8,7 +8,7 @@ import time
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .. import metrics
+from .. import agreement, metrics, quality
 
 REGISTRY = CollectorRegistry()
 LATENCY = Histogram(
@@ -82,6 +82,24 @@ class _QueueCollector:
             oldest.add_metric([queue], b["oldest_age_seconds"])
         yield waiting
         yield oldest
+        disputes = GaugeMetricFamily(
+            "reviewqueue_disputes_open",
+            "Items whose reviewers disagree, waiting for a lead",
+            labels=["queue"],
+        )
+        for queue, n in agreement.disputes_open(engine=self.engine).items():
+            disputes.add_metric([queue], n)
+        yield disputes
+        error = GaugeMetricFamily(
+            "reviewqueue_auto_accepted_error",
+            "Estimated error rate of the outputs that went out unreviewed (from the audit sample), "
+            "and the upper bound of its 95% interval",
+            labels=["queue", "bound"],
+        )
+        for queue, (estimate, upper) in quality.auto_accepted_error_gauge(engine=self.engine).items():
+            error.add_metric([queue, "estimate"], estimate)
+            error.add_metric([queue, "upper"], upper)
+        yield error
 
 
 _collector = _QueueCollector()

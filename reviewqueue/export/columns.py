@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+#: 2: ``reviews`` and ``agreement`` added at the end (several reviewers per item); every
+#: other column kept its meaning, the reference being the final decision.
+SCHEMA_VERSION = 2
 FORMATS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "chat-jsonl": "chat.jsonl"}
 COLUMNS = [
     "item_id",
@@ -26,10 +28,12 @@ COLUMNS = [
     "decided_at",
     "edit_distance",
     "metadata",
+    "reviews",
+    "agreement",
 ]
 #: JSON-valued columns: JSON in JSONL; in CSV and Parquet, a JSON-encoded string (text
 #: inputs and outputs stay plain text, objects are encoded).
-JSON_COLUMNS = ("input", "context", "output", "reference_output", "metadata")
+JSON_COLUMNS = ("input", "context", "output", "reference_output", "metadata", "reviews")
 #: Low-cardinality columns, dictionary-encoded in Parquet.
 DICTIONARY_COLUMNS = [
     "queue",
@@ -47,7 +51,7 @@ DICTIONARY_COLUMNS = [
 def parquet_schema():
     import pyarrow as pa
 
-    types = {"confidence": pa.float64(), "edit_distance": pa.int64()}
+    types = {"confidence": pa.float64(), "edit_distance": pa.int64(), "agreement": pa.float64()}
     return pa.schema([pa.field(c, types.get(c, pa.string())) for c in COLUMNS])
 
 

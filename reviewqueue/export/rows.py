@@ -13,7 +13,9 @@ import queue as queue_lib
 import threading
 from collections.abc import Iterator
 
-from sqlalchemy import Text, bindparam, case, cast, func, literal_column, or_, select
+from sqlalchemy import Text, and_, bindparam, case, cast, func, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.orm import aliased
 
 from .. import store
 from ..models import Item, Review
@@ -51,6 +53,47 @@ def _json(column, dialect: str, as_text: bool, default: str | None = None):
     return func.coalesce(value, default) if default is not None else value
 
 
+def _decision_fields(review, dialect: str) -> list:
+    """One decision as the key/value arguments of a JSON object, in the order the
+    ``reviews`` column lists them."""
+    output = review.final_output if dialect == "postgresql" else func.json(review.final_output)
+    adjudication = (
+        review.adjudication
+        if dialect == "postgresql"
+        else func.json(case((review.adjudication, "true"), else_="false"))
+    )
+    return [
+        literal_column("'reviewer'"), review.reviewer,
+        literal_column("'verdict'"), review.verdict,
+        literal_column("'final_output'"), output,
+        literal_column("'final_label'"), review.final_label,
+        literal_column("'reason'"), review.reason,
+        literal_column("'comment'"), review.comment,
+        literal_column("'decided_at'"), _ts(review.created_at, dialect),
+        literal_column("'adjudication'"), adjudication,
+    ]  # fmt: skip
+
+
+def _reviews(dialect: str):
+    """Every decision on the row's item (not undone), oldest first, as a JSON array.
+
+    An item one reviewer decided (most of them) holds just its final decision, built
+    from the row at hand; only items with several decisions read them again."""
+    obj = func.jsonb_build_object if dialect == "postgresql" else func.json_object
+    array = func.jsonb_build_array if dialect == "postgresql" else func.json_array
+    single = array(obj(*_decision_fields(Review, dialect)))
+    other = aliased(Review)
+    listed = select(other).where(other.item_id == Item.id, other.undone_at.is_(None)).order_by(other.id)
+    inner = listed.subquery()
+    row = aliased(Review, inner)
+    if dialect == "postgresql":
+        many = select(func.jsonb_agg(aggregate_order_by(obj(*_decision_fields(row, dialect)), inner.c.id)))
+    else:  # SQLite aggregates in the order the subquery gives its rows
+        many = select(func.json_group_array(obj(*_decision_fields(row, dialect))))
+    lone = and_(Item.reviews_done <= 1, Review.adjudication.is_(False))
+    return case((lone, single), else_=many.select_from(inner).scalar_subquery())
+
+
 def _select(dialect: str, json_as_text: bool, verdicts: list[str] | None):
     j = lambda col, default=None: _json(col, dialect, json_as_text, default)  # noqa: E731
     kept = Review.verdict != Verdict.REJECT
@@ -77,10 +120,13 @@ def _select(dialect: str, json_as_text: bool, verdicts: list[str] | None):
             _ts(Review.created_at, dialect),
             Review.edit_distance,
             j(Item.__table__.c.metadata, "{}"),
+            j(_reviews(dialect)),
+            func.coalesce(Item.agreement, 1.0),
         )
         .join(Review, Review.item_id == Item.id)
         .where(
-            Review.undone_at.is_(None),
+            # The final decision only: the agreed one, or the lead's adjudication.
+            Item.final_review_id == Review.id,
             Review.queue == bindparam("queue"),
             Review.created_at >= bindparam("since"),
             Review.created_at < bindparam("until"),

@@ -27,6 +27,11 @@ P, R = Status.PENDING, Status.IN_REVIEW
 
 LEASE_SECONDS = Query("lease_seconds", "SELECT lease_seconds FROM queues WHERE name = :queue")
 
+#: What a claim needs to know of its queue.
+CLAIM_RULES = Query("claim_rules", """
+    SELECT lease_seconds, reviews_required, reviewers FROM queues WHERE name = :queue
+""")
+
 #: One look at a queue's leases: the reviewer's own live one, and expired ones.
 LEASES = Query("leases", f"""
     SELECT id, lease_holder, lease_expires_at FROM items
@@ -74,6 +79,32 @@ LEASE_NEXT_EXCLUDING = Query("lease_next_excluding", {
     """,
 }, json=["exclude"])
 
+#: Several reviewers per item: the most urgent pending item this reviewer has not
+#: decided (nor skipped: a JSON array of ids). Items part-way through their reviews
+#: sort first (claim_order), so the ones a reviewer must pass over stay few.
+LEASE_NEXT_UNDECIDED = Query("lease_next_undecided", {
+    "sqlite": f"""
+        UPDATE items SET status = '{R}', lease_holder = :reviewer, lease_expires_at = :expires, updated_at = :now
+        WHERE id = (SELECT id FROM items WHERE queue = :queue AND status = '{P}'
+                    AND id NOT IN (SELECT value FROM json_each(:exclude))
+                    AND NOT EXISTS (SELECT 1 FROM reviews WHERE reviews.item_id = items.id
+                                    AND reviews.reviewer = :reviewer AND reviews.undone_at IS NULL)
+                    ORDER BY claim_order LIMIT 1)
+          AND status = '{P}'
+        RETURNING *
+    """,
+    "postgresql": f"""
+        UPDATE items SET status = '{R}', lease_holder = :reviewer, lease_expires_at = :expires, updated_at = :now
+        WHERE id = (SELECT id FROM items WHERE queue = :queue AND status = '{P}'
+                    AND id NOT IN (SELECT jsonb_array_elements_text(:exclude))
+                    AND NOT EXISTS (SELECT 1 FROM reviews WHERE reviews.item_id = items.id
+                                    AND reviews.reviewer = :reviewer AND reviews.undone_at IS NULL)
+                    ORDER BY claim_order LIMIT 1 FOR UPDATE SKIP LOCKED)
+          AND status = '{P}'
+        RETURNING *
+    """,
+}, json=["exclude"])
+
 RELEASE = Query("release", f"""
     UPDATE items SET status = '{P}', lease_holder = NULL, lease_expires_at = NULL, updated_at = :now
     WHERE id = :item_id RETURNING *
@@ -85,25 +116,41 @@ ITEM_FOR_UPDATE = Query("item_for_update", "SELECT * FROM items WHERE id = :item
 
 #: The item with its queue's rules, in one round trip (a decision needs both).
 ITEM_AND_RULES_FOR_UPDATE = Query("item_and_rules_for_update", """
-    SELECT items.*, queues.labels AS q_labels, queues.reject_reasons AS q_reject_reasons
+    SELECT items.*, queues.labels AS q_labels, queues.reject_reasons AS q_reject_reasons,
+           queues.reviews_required AS q_reviews_required, queues.consensus AS q_consensus
     FROM items JOIN queues ON queues.name = items.queue
     WHERE items.id = :item_id @for_update_of_items
 """, json_columns=["q_labels", "q_reject_reasons"])
 
+#: The reviewers' decisions on an item that still count (not undone, not an adjudication).
+ACTIVE_REVIEWS = Query("active_reviews", """
+    SELECT * FROM reviews WHERE item_id = :item_id AND undone_at IS NULL AND adjudication = :no ORDER BY id
+""")
+
 INSERT_REVIEW = Query("insert_review", """
     INSERT INTO reviews (item_id, queue, reviewer, verdict, final_output, final_label, reason, comment,
-                         seconds_spent, edit_distance, created_at)
+                         seconds_spent, edit_distance, created_at, adjudication)
     VALUES (:item_id, :queue, :reviewer, :verdict, :final_output, :final_label, :reason, :comment,
-            :seconds_spent, :edit_distance, :now)
+            :seconds_spent, :edit_distance, :now, :adjudication)
     RETURNING *
 """, json=["final_output"])
 
-#: Returns the columns it changes, to lay over the row the decision locked.
+#: The final decision. Returns the columns it changes, to lay over the row the decision locked.
 DECIDED = Query("decided", """
     UPDATE items SET status = :status, lease_holder = NULL, lease_expires_at = NULL, decided_at = :now,
-                     updated_at = :now
+                     updated_at = :now, final_review_id = :review_id, reviews_done = :done, agreement = :agreement
     WHERE id = :item_id
-    RETURNING status, lease_holder, lease_expires_at, decided_at, updated_at
+    RETURNING status, lease_holder, lease_expires_at, decided_at, updated_at, final_review_id, reviews_done,
+              agreement
+""")
+
+#: A decision that is not the last one needed: the item waits for the next reviewer
+#: (``pending``), or for a lead when the decisions disagree (``disputed``).
+AWAITING = Query("awaiting", """
+    UPDATE items SET status = :status, lease_holder = NULL, lease_expires_at = NULL, updated_at = :now,
+                     reviews_done = :done, claim_order = :claim_order
+    WHERE id = :item_id
+    RETURNING status, lease_holder, lease_expires_at, updated_at, reviews_done, claim_order
 """)
 
 REVIEW_FOR_UPDATE = Query("review_for_update", "SELECT * FROM reviews WHERE id = :review_id @for_update")
@@ -113,7 +160,7 @@ MARK_UNDONE = Query("mark_undone", "UPDATE reviews SET undone_at = :now WHERE id
 #: An undone decision: the item goes back to its reviewer under a fresh lease.
 UNDECIDE = Query("undecide", f"""
     UPDATE items SET status = '{R}', lease_holder = :reviewer, lease_expires_at = :expires, decided_at = NULL,
-                     updated_at = :now
+                     updated_at = :now, reviews_done = :done, final_review_id = NULL, agreement = NULL
     WHERE id = :item_id RETURNING *
 """)
 
@@ -144,9 +191,11 @@ _LOCK_KEY = Query("lock_key", {
 #: Rows for :func:`insert_items`; JSON columns already encoded as text.
 INSERT_ITEMS = Query("insert_items", """
     INSERT INTO items (id, queue, external_id, input, output, confidence, predicted_label, model, model_version,
-                       context, metadata, priority, status, route, claim_order, redactions, created_at, updated_at)
+                       context, metadata, priority, status, route, claim_order, review_chance, confidence_band,
+                       redactions, created_at, updated_at)
     VALUES (:id, :queue, :external_id, :input, :output, :confidence, :predicted_label, :model, :model_version,
-            :context, :metadata, :priority, :status, :route, :claim_order, :redactions, :created_at, :updated_at)
+            :context, :metadata, :priority, :status, :route, :claim_order, :review_chance, :confidence_band,
+            :redactions, :created_at, :updated_at)
     ON CONFLICT (queue, external_id) DO NOTHING
 """, encoded_json=["input", "output", "context", "metadata", "redactions"])
 

@@ -11,7 +11,7 @@ from reviewqueue import clock, policies, queues, redaction, tokens, users, webho
 from reviewqueue.errors import ReviewQueueError
 from reviewqueue.ui import session
 from reviewqueue.ui.common import engine, plain
-from reviewqueue.vocab import Role, Scope, Status
+from reviewqueue.vocab import Consensus, Role, Scope, Status
 
 _FLASH = "rq_admin_flash"
 
@@ -73,7 +73,12 @@ def _queues() -> None:
                     "labels": ", ".join(q.labels),
                     "label thresholds": str(q.label_thresholds),
                     "reject reasons": ", ".join(q.reject_reasons),
+                    "reviews per item": f"{q.reviews_required} ({q.consensus})"
+                    if q.reviews_required > 1
+                    else "1",
+                    "reviewers": ", ".join(q.reviewers) or "everyone",
                     "pending": q.counts.get(Status.PENDING, 0),
+                    "disputed": q.counts.get(Status.DISPUTED, 0),
                 }
                 for q in overview
             ]
@@ -122,6 +127,29 @@ def _queues() -> None:
             36_500,
             (current.retention_days or 0) if current else 0,
         )
+        st.text("Several reviewers per item")
+        c6, c7, c8 = st.columns(3)
+        required = c6.number_input("Reviews per item (1-5)", 1, 5, current.reviews_required if current else 1)
+        rule = c7.selectbox(
+            "Consensus",
+            list(Consensus),
+            index=list(Consensus).index(Consensus(current.consensus)) if current else 0,
+            help="majority: more than half agree; unanimous: all agree. Otherwise a lead settles it.",
+        )
+        previous = c8.checkbox(
+            "Show reviewers the decisions already made (default: blind)",
+            current.show_previous_reviews if current else False,
+        )
+        assigned = st.multiselect(
+            "Reviewers of this queue (none: everyone)",
+            [u.name for u in users.all_users(engine=eng) if u.active],
+            default=current.reviewers if current else [],
+        )
+        guidelines = st.text_area(
+            "Guidelines for reviewers (markdown, shown on the Review page)",
+            (current.guidelines or "") if current else "",
+            height=150,
+        )
         save = st.form_submit_button("Save queue", type="primary")
     if save:
         try:
@@ -145,6 +173,11 @@ def _queues() -> None:
                 ),
             ],
             "retention_days": int(retention),
+            "reviews_required": int(required),
+            "consensus": rule,
+            "show_previous_reviews": previous,
+            "reviewers": assigned,
+            "guidelines": guidelines,
         }
         queue_name = current.name if current else name.strip()
         _try(lambda: queues.upsert(queue_name, settings, actor=me, engine=eng), f"Queue {queue_name} saved.")

@@ -11,12 +11,15 @@ import streamlit as st
 from reviewqueue import policies, users
 from reviewqueue.errors import ReviewQueueError
 from reviewqueue.ui import (
+    adjudicate_page,
     admin_page,
     audit_page,
     browse_page,
     dashboard_page,
     exports_page,
+    quality_page,
     review_page,
+    reviewers_page,
     session,
 )
 from reviewqueue.ui.common import engine
@@ -113,7 +116,11 @@ def main() -> None:
         st.Page(review_page.render, title="Review", url_path="review", default=True),
         st.Page(browse_page.render, title="Browse", url_path="browse"),
         st.Page(dashboard_page.render, title="Dashboard", url_path="dashboard"),
+        st.Page(quality_page.render, title="Quality", url_path="quality"),
     ]
+    if role.at_least(Role.LEAD):
+        pages.append(st.Page(adjudicate_page.render, title="Adjudicate", url_path="adjudicate"))
+        pages.append(st.Page(reviewers_page.render, title="Reviewers", url_path="reviewers"))
     if policies.may_export(role, feed=False, engine=engine()):
         pages.append(st.Page(exports_page.render, title="Exports", url_path="exports"))
     if role == Role.ADMIN:

@@ -23,8 +23,8 @@ import weakref
 
 import streamlit as st
 
-from reviewqueue import cache, claims, decisions, metrics, queues, store
-from reviewqueue.errors import Conflict, LeaseLost, ReviewQueueError, ValidationFailed
+from reviewqueue import cache, claims, decisions, items, metrics, queues, store
+from reviewqueue.errors import Conflict, LeaseLost, NotAssigned, ReviewQueueError, ValidationFailed
 from reviewqueue.schemas import ItemOut
 from reviewqueue.textdiff import diff_lines
 from reviewqueue.ui import session
@@ -121,13 +121,17 @@ def _ui_lease(queue) -> int:
 
 def _claim(queue) -> None:
     ss = _state()
-    item = claims.claim_next(
-        queue.name,
-        session.name(),
-        exclude=ss.rq_skipped[-500:],
-        lease_seconds=_ui_lease(queue),
-        engine=engine(),
-    )
+    try:
+        item = claims.claim_next(
+            queue.name,
+            session.name(),
+            exclude=ss.rq_skipped[-500:],
+            lease_seconds=_ui_lease(queue),
+            engine=engine(),
+        )
+    except NotAssigned as exc:  # the admin took this reviewer off the queue meanwhile
+        _notice("warning", str(exc))
+        item = None
     _hold(item.model_dump() if item else None)
 
 
@@ -295,9 +299,16 @@ def _show_skipped_again() -> None:
 
 def render() -> None:
     ss = _state()
-    overview = {q.name: q for q in queues.overview(engine=engine())}
+    me = session.name()
+    every = queues.overview(engine=engine())
+    # Only the queues this reviewer is assigned to (a queue without a list is everyone's).
+    overview = {q.name: q for q in every if not q.reviewers or me in q.reviewers}
     if not overview:
-        st.info("There are no queues yet. An admin can create one on the Admin page.")
+        st.info(
+            "You are not assigned to any queue; an admin can add you on the Admin page."
+            if every
+            else "There are no queues yet. An admin can create one on the Admin page."
+        )
         return
     names = list(overview)
     if ss.get("rq_queue") not in overview:
@@ -322,9 +333,13 @@ def render() -> None:
         f"{ss.rq_queue}: {waiting[Status.PENDING]:,} pending · {waiting[Status.IN_REVIEW]:,} in review · "
         f"oldest waiting {age(q.oldest_pending_at)}"
     )
-    if q.description:
+    if q.guidelines or q.description:
         with st.expander("Guidelines", expanded=False):
-            st.text(plain(q.description))
+            if q.description:
+                st.text(plain(q.description))
+            if q.guidelines:
+                # Written by an admin, not by a model or an app: markdown is allowed here.
+                st.markdown(q.guidelines)
     _panel(ss.rq_queue)
     _heartbeat()
 
@@ -429,8 +444,33 @@ def _show_item(q, item: dict) -> None:
             )
             st.text("Model output" + label)
             show(item["output"], height=200)
+            if q.show_previous_reviews and item.get("reviews_done"):
+                _previous_reviews(item)
             if ss.rq_editing:
                 _editor(q, item)
+
+
+def _previous_reviews(item: dict) -> None:
+    """What the reviewers before this one decided (queues that are not blind)."""
+    ss = _state()
+    cached = ss.get("rq_previous")
+    if cached is None or cached[0] != item["id"]:
+        earlier = [r for r in items.get(item["id"], engine=engine()).reviews if r.undone_at is None]
+        cached = ss.rq_previous = (item["id"], earlier)
+    lines = []
+    for r in cached[1]:
+        parts = [f"{plain(r.reviewer)}: {r.verdict}"]
+        if r.final_label is not None:
+            parts.append(f"label {plain(r.final_label)}")
+        if r.reason:
+            parts.append(f"reason {plain(r.reason)}")
+        if r.comment:
+            parts.append(f"comment {plain(r.comment)}")
+        if r.verdict == Verdict.CORRECT and r.final_output is not None and r.final_label is None:
+            parts.append("correction: " + as_text(r.final_output))
+        lines.append(" · ".join(parts))
+    st.text("Decisions so far")
+    st.code("\n".join(lines), language=None, wrap_lines=True)
 
 
 def _editor(q, item: dict) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from ... import queues
-from ...schemas import QueueOut, QueueSettings
+from ... import agreement, quality, queues, review
+from ...schemas import ItemOut, QueueOut, QueueSettings
 from ...vocab import Scope
 from ..deps import Caller, Engine, QueueName
 
@@ -26,3 +28,59 @@ def put_queue(name: QueueName, body: QueueSettings, who: Caller, engine: Engine)
     _, created = queues.upsert(name, body, actor=who.audit_actor, engine=engine)
     out = queues.overview(engine=engine, only=[name])[0]
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.get("/{name}/quality", response_model=quality.QualityReport)
+def get_quality(
+    name: QueueName,
+    who: Caller,
+    engine: Engine,
+    target_error: float | None = Query(
+        None, gt=0, lt=1, description="Error rate the unreviewed traffic may have, e.g. 0.02"
+    ),
+    confidence_level: float = Query(0.95, ge=0.5, lt=1),
+    since: datetime | None = Query(None, description="Items that arrived at or after (ISO 8601)"),
+    until: datetime | None = Query(None, description="Items that arrived before (ISO 8601)"),
+    model_version: str | None = Query(None, max_length=256),
+    predicted_label: str | None = Query(None, max_length=256),
+):
+    """How wrong the unreviewed traffic is, calibration, the threshold trade-off and a
+    recommendation (docs/quality.md)."""
+    who.require(Scope.READ)
+    who.require_queue(name)
+    return quality.report(
+        name,
+        since=since,
+        until=until,
+        model_version=model_version,
+        predicted_label=predicted_label,
+        target_error=target_error,
+        confidence_level=confidence_level,
+        engine=engine,
+    )
+
+
+@router.get("/{name}/disputes", response_model=list[ItemOut])
+def get_disputes(name: QueueName, who: Caller, engine: Engine, limit: int = Query(100, ge=1, le=1000)):
+    """Items whose reviewers disagree, oldest first, each with every decision (``reviews``)."""
+    who.require(Scope.READ)
+    who.require_queue(name)
+    queues.get(name, engine=engine)
+    return review.disputes(name, limit=limit, engine=engine)
+
+
+@router.get("/{name}/agreement", response_model=agreement.AgreementReport)
+def get_agreement(
+    name: QueueName,
+    who: Caller,
+    engine: Engine,
+    since: datetime | None = Query(None, description="Decisions made at or after (ISO 8601)"),
+    until: datetime | None = Query(None, description="Decisions made before (ISO 8601)"),
+    confidence_level: float = Query(0.95, ge=0.5, lt=1),
+):
+    """Percent agreement and Krippendorff's alpha with bootstrap intervals, and each
+    reviewer's figures (decisions, median seconds, agreement with the final decision,
+    overturned by adjudication, today and this week)."""
+    who.require(Scope.READ)
+    who.require_queue(name)
+    return agreement.report(name, since=since, until=until, confidence_level=confidence_level, engine=engine)

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from ... import items, review, tokens
-from ...schemas import DecisionIn, ItemOut
-from ...vocab import Scope
+from ...schemas import AdjudicationIn, DecisionIn, ItemOut
+from ...vocab import Role, Scope
 from ..deps import Caller, Engine, ItemId, QueueName, Writes
 
 router = APIRouter(prefix="/v1", tags=["review"])
@@ -53,5 +53,26 @@ async def decide(item_id: ItemId, body: DecisionIn, who: Caller, writes: Writes,
     return _json(
         await writes.run(
             _queue_checked, who, item_id, review.decide_item, item_id, who.actor, body, engine=engine
+        )
+    )
+
+
+@router.post("/items/{item_id}/adjudication", response_model=ItemOut)
+async def adjudicate(item_id: ItemId, body: AdjudicationIn, who: Caller, writes: Writes, engine: Engine):
+    """Settle a disputed item: pick one reviewer's decision or give your own. The token
+    needs the review scope and must act as a lead or an admin."""
+    who.require(Scope.REVIEW)
+    who.require_role(Role.LEAD)
+    return _json(
+        await writes.run(
+            _queue_checked,
+            who,
+            item_id,
+            review.adjudicate,
+            item_id,
+            who.actor,
+            body.decision,
+            pick=body.pick,
+            engine=engine,
         )
     )
