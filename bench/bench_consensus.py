@@ -93,7 +93,8 @@ def report(label: str, times: dict[str, list[float]]) -> None:
     print(
         f"{label:<36} reviews_required=1: p50 {p50[0]:6.2f} ms  p99 {p99[0]:6.2f} ms   "
         f"reviews_required=3: p50 {p50[1]:6.2f} ms  p99 {p99[1]:6.2f} ms   "
-        f"ratio p50 {p50[1] / p50[0]:4.2f}x  p99 {p99[1] / p99[0]:4.2f}x   ({len(three):,} cycles each)"
+        f"ratio p50 {p50[1] / p50[0]:4.2f}x  p99 {p99[1] / p99[0]:4.2f}x   ({len(three):,} cycles each; "
+        f"load {os.getloadavg()[0]:.1f})"
     )
 
 

@@ -299,12 +299,13 @@ def queue_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
                 q.audit_rate,
                 q.counts.get(Status.PENDING, 0),
                 q.counts.get(Status.IN_REVIEW, 0),
+                q.counts.get(Status.DISPUTED, 0),
                 sum(q.counts.get(s, 0) for s in DECIDED),
                 q.counts.get(Status.AUTO_ACCEPTED, 0),
             ]
             for q in rows
         ],
-        ["queue", "threshold", "audit", "pending", "in_review", "decided", "auto_accepted"],
+        ["queue", "threshold", "audit", "pending", "in_review", "disputed", "decided", "auto_accepted"],
     )
 
 

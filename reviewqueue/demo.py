@@ -130,6 +130,10 @@ def seed(*, n_support: int = 240, n_tickets: int = 260, engine=None, seed_value:
                 "labels": TICKET_LABELS,
                 "label_thresholds": {"billing": 0.85},
                 "reject_reasons": ["ambiguous", "spam", "not_a_ticket"],
+                # Two reviewers per ticket: the Adjudicate and Reviewers pages have
+                # something to show (see _second_opinions).
+                "reviews_required": 2,
+                "guidelines": TRIAGE_GUIDELINES,
             },
             actor="demo",
             engine=engine,
@@ -161,8 +165,10 @@ def seed(*, n_support: int = 240, n_tickets: int = 260, engine=None, seed_value:
                 "priority": 1 if rng.random() < 0.1 else 0,
             }
         )
+    tickets_truth = {}
     for i in range(n_tickets):
         text, label = rng.choice(_TICKETS)
+        tickets_truth[f"demo-ticket-{i:04d}"] = label
         right = rng.random() < 0.8
         predicted = label if right else rng.choice([x for x in TICKET_LABELS if x != label])
         confidence = round(min(0.99, max(0.05, rng.gauss(0.8 if right else 0.5, 0.14))), 3)
@@ -182,6 +188,8 @@ def seed(*, n_support: int = 240, n_tickets: int = 260, engine=None, seed_value:
     if "support-replies" not in existing:  # history first: today's items stay for you
         _history(random.Random(seed_value + 1), engine)
     results = ingest.submit_many(items, actor="demo", engine=engine)
+    if "ticket-triage" not in existing:
+        _second_opinions(random.Random(seed_value + 2), tickets_truth, engine)
     logins = []
     for name, role in DEMO_USERS:
         if users.get(name, engine=engine) is None:
@@ -265,6 +273,41 @@ def _history(rng: random.Random, engine) -> None:
                 decisions.decide(held.id, who, decision, engine=engine)
         now[0] = clock.real_now()
         queues.update("support-replies", {"audit_rate": rate}, actor="demo", engine=engine)
+
+
+TRIAGE_GUIDELINES = """\
+**Pick the team that acts first.**
+
+- *billing*: charges, refunds, invoices, plans
+- *bug*: something that used to work and does not
+- *account*: sign-in, passwords, users and roles
+- *feature_request*: something the product does not do yet
+- *other*: everything else; reject spam with *spam*
+"""
+
+#: Tickets the two demo reviewers triage twice each; some second opinions differ.
+SECOND_OPINIONS = 40
+
+
+def _second_opinions(rng: random.Random, truth: dict[str, str], engine) -> None:
+    """maria and omar each decide the most urgent tickets (two reviews per item): most
+    agree and become final, a few disagree and wait on the Adjudicate page."""
+    from . import claims, decisions
+
+    for _ in range(SECOND_OPINIONS):
+        for who in ("maria", "omar"):
+            held = claims.claim_next("ticket-triage", who, engine=engine)
+            if held is None:
+                return
+            right = truth[held.external_id]
+            if who == "omar" and rng.random() < 0.12:  # a second opinion that differs
+                right = rng.choice([x for x in TICKET_LABELS if x != right])
+            if right == held.predicted_label:
+                decision = {"verdict": "approve"}
+            else:
+                decision = {"verdict": "correct", "final_label": right}
+            decision["seconds_spent"] = round(rng.uniform(5, 25), 1)
+            decisions.decide(held.id, who, decision, engine=engine)
 
 
 def leftovers(*, engine=None) -> list[tuple[str, str]]:
