@@ -175,3 +175,17 @@ def test_queue_settings_for_several_reviewers_from_the_cli(engine, db_url, tmp_p
     assert bad.exit_code != 0
     bad = runner.invoke(cli.app, ["queue", "update", "panel", "--consensus", "loudest"])
     assert bad.exit_code != 0
+
+
+def test_a_skipped_item_is_passed_over_over_http(engine, pair, api, make_token):
+    first, second = (r.id for r in ingest.submit_many([item(i, queue=pair) for i in range(2)], engine=engine))
+    as_ann = make_token("review", user="ann")
+    held = api.post(f"/v1/queues/{pair}/claim", headers=as_ann).json()["id"]
+    assert api.post(f"/v1/items/{held}/release", headers=as_ann).status_code == 200
+    again = api.post(f"/v1/queues/{pair}/claim", params={"skip": [held]}, headers=as_ann)
+    assert again.status_code == 200 and again.json()["id"] == ({first, second} - {held}).pop()
+    api.post(f"/v1/items/{again.json()['id']}/release", headers=as_ann)
+    everything = {"skip": [first, second]}
+    assert api.post(f"/v1/queues/{pair}/claim", params=everything, headers=as_ann).status_code == 204
+    bad = api.post(f"/v1/queues/{pair}/claim", params={"skip": ["no spaces allowed"]}, headers=as_ann)
+    assert bad.status_code == 422

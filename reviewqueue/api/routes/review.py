@@ -3,11 +3,13 @@ its review token's user. Writes go through the app's group commit."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
-from pydantic import BaseModel
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, StringConstraints
 
 from ... import items, review, tokens
-from ...schemas import AdjudicationIn, DecisionIn, ItemOut
+from ...schemas import ID_PATTERN, AdjudicationIn, DecisionIn, ItemOut
 from ...vocab import Role, Scope
 from ..deps import Caller, Engine, ItemId, QueueName, Writes
 
@@ -30,10 +32,18 @@ def _queue_checked(who: tokens.Principal, item_id: str, fn, *args, engine, **kwa
 @router.post(
     "/queues/{name}/claim", response_model=ItemOut, responses={204: {"description": "Nothing is waiting"}}
 )
-async def claim(name: QueueName, who: Caller, writes: Writes, engine: Engine):
+async def claim(
+    name: QueueName,
+    who: Caller,
+    writes: Writes,
+    engine: Engine,
+    skip: list[Annotated[str, StringConstraints(pattern=ID_PATTERN)]] = Query(
+        [], max_length=500, description="Item ids to pass over (the ones you skipped)."
+    ),
+):
     who.require(Scope.REVIEW)
     who.require_queue(name)
-    item = await writes.run(review.claim_next, name, who.actor, engine=engine)
+    item = await writes.run(review.claim_next, name, who.actor, exclude=skip, engine=engine)
     if item is None:
         return Response(status_code=204)
     return _json(item)
