@@ -268,15 +268,17 @@ def _reject_reasons(queue: str, where: list, engine) -> dict[str, Any]:
     return {"total": dict(sorted(total.items(), key=lambda kv: -kv[1])), "by_model_version": by_version}
 
 
-def _median_seconds(queue: str, where: list, engine) -> float | None:
+def _median_seconds(queue: str, engine) -> float | None:
+    """Median seconds of the queue's latest decisions, whatever the report's filters: how
+    long a review takes hardly depends on the model version or the window, and without a
+    join this is one walk down ``ix_reviews_queue_created`` (joined to the items it took
+    0.8 s at a million items on PostgreSQL)."""
     stmt = (
         select(Review.seconds_spent)
-        .join(Item, Item.id == Review.item_id)
         .where(
             Review.queue == queue,
             Review.undone_at.is_(None),
             Review.seconds_spent.is_not(None),
-            *where,
         )
         .order_by(Review.created_at.desc())
         .limit(TIMING_SAMPLE)
@@ -532,7 +534,7 @@ def report(
     classification = bool(q.labels)
     cells = _cells(queue, classification, where, engine)
     reasons = _reject_reasons(queue, where, engine)
-    median = _median_seconds(queue, where, engine)
+    median = _median_seconds(queue, engine)
 
     total = sum(c.items for c in cells)
     by_route: dict[str, int] = {}
