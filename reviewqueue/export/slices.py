@@ -26,7 +26,7 @@ from .rows import read_rows
 from .writers import Writer
 
 SLICE_ROWS = 50_000
-WORKER_CHUNK = 5_000
+WORKER_CHUNK = 2_000
 
 
 def cut(engine, queue: str, period: Period) -> list[tuple[datetime, datetime]]:
@@ -180,6 +180,12 @@ def write_slices(
             },
         )
 
+    import pyarrow as pa
+
+    # As in the workers: Arrow's default allocator keeps what it freed for reuse, which
+    # here only adds to the export's peak memory.
+    arrow_pool = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
     pool = Workers(min(workers, len(slices)))
     try:
         for k in range(min(ahead, len(slices))):
@@ -191,6 +197,7 @@ def write_slices(
             if k + ahead < len(slices):
                 send(k + ahead)
     finally:
+        pa.set_memory_pool(arrow_pool)
         pool.close()
         for path in parts:
             path.unlink(missing_ok=True)
