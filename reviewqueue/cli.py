@@ -1197,12 +1197,13 @@ def up(
         )
     if not users.all_users(engine=engine):
         typer.echo("no accounts yet: create an admin with  reviewqueue user add NAME --role admin")
-    typer.echo("press Ctrl-C to stop")
     _supervise(procs)
 
 
 def _supervise(procs: list[subprocess.Popen]) -> None:
-    """Run until Ctrl-C, SIGTERM or one component exits; then stop them all."""
+    """Run until Ctrl-C, SIGTERM or one component exits; then stop them all. The
+    prompt is printed once SIGTERM is handled: a SIGTERM sent on seeing it (a service
+    manager, a test) must never find ``up`` without its handler and orphan the others."""
 
     def stop(code: int = 0):
         for p in procs:
@@ -1216,6 +1217,7 @@ def _supervise(procs: list[subprocess.Popen]) -> None:
         raise SystemExit(code)
 
     signal.signal(signal.SIGTERM, lambda *_: stop())
+    typer.echo("press Ctrl-C to stop")
     try:
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
