@@ -14,7 +14,7 @@ from reviewqueue import queues, review
 from reviewqueue.errors import ReviewQueueError
 from reviewqueue.textdiff import diff_lines
 from reviewqueue.ui import session
-from reviewqueue.ui.common import age, as_text, engine, plain, show, warn_hidden
+from reviewqueue.ui.common import age, as_text, engine, plain, review_details, show, warn_hidden
 from reviewqueue.vocab import Role, Status, Verdict
 
 _FLASH = "rq_adjudicate_flash"
@@ -76,13 +76,7 @@ def _settle(q, item) -> None:
     for col, r in zip(st.columns(len(votes)), votes, strict=True):
         with col:
             st.text(f"{plain(r.reviewer)}: {r.verdict}")
-            details = []
-            if r.final_label is not None:
-                details.append(f"label: {plain(r.final_label)}")
-            if r.reason:
-                details.append(f"reason: {plain(r.reason)}")
-            if r.comment:
-                details.append(f"comment: {plain(r.comment)}")
+            details = review_details(r)
             if details:
                 st.text("\n".join(details))
             if r.verdict == Verdict.CORRECT and r.final_output is not None and not q.labels:

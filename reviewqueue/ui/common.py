@@ -53,6 +53,12 @@ def plain(value: Any) -> str:
     return "" if value is None else invisible.reveal(str(value))
 
 
+def review_details(review) -> list[str]:
+    """A decision's label, reason and comment, as short inert lines ("reason tone")."""
+    named = (("label", review.final_label), ("reason", review.reason), ("comment", review.comment))
+    return [f"{name} {plain(value)}" for name, value in named if value]
+
+
 def warn_hidden(*values: Any) -> None:
     """A warning naming the hidden characters in ``values``, if there are any."""
     found = invisible.found(*values)

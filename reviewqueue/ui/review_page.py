@@ -28,7 +28,7 @@ from reviewqueue.errors import Conflict, LeaseLost, NotAssigned, ReviewQueueErro
 from reviewqueue.schemas import ItemOut
 from reviewqueue.textdiff import diff_lines
 from reviewqueue.ui import session
-from reviewqueue.ui.common import age, as_text, engine, plain, show, warn_hidden
+from reviewqueue.ui.common import age, as_text, engine, plain, review_details, show, warn_hidden
 from reviewqueue.vocab import WAITING, Route, Status, Verdict
 
 ROUTE_TEXT = {
@@ -459,13 +459,7 @@ def _previous_reviews(item: dict) -> None:
         cached = ss.rq_previous = (item["id"], earlier)
     lines = []
     for r in cached[1]:
-        parts = [f"{plain(r.reviewer)}: {r.verdict}"]
-        if r.final_label is not None:
-            parts.append(f"label {plain(r.final_label)}")
-        if r.reason:
-            parts.append(f"reason {plain(r.reason)}")
-        if r.comment:
-            parts.append(f"comment {plain(r.comment)}")
+        parts = [f"{plain(r.reviewer)}: {r.verdict}", *review_details(r)]
         if r.verdict == Verdict.CORRECT and r.final_output is not None and r.final_label is None:
             parts.append("correction: " + as_text(r.final_output))
         lines.append(" · ".join(parts))
