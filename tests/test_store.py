@@ -182,3 +182,69 @@ def test_update_through_core_and_named_query_agree(engine, queue):
     with store.write(engine) as tx:
         tx.execute(update(items_t).where(c.id == item_id).values(priority=3))
         assert ROW.first(tx, {"item_id": item_id}).priority == 3
+
+
+def test_sqlalchemy_joins_the_transaction_a_named_query_began(engine, queue):
+    """A unit of work begins on the driver; SQLAlchemy's connection, made only when the
+    unit first needs it, joins that transaction: both commit, or neither."""
+    item_id = _stored(engine)
+    until = datetime.now(UTC) + timedelta(hours=1)
+    with store.write(engine) as tx:
+        TOUCH.run(tx, {"item_id": item_id, "who": "ana", "until": until})
+        tx.session.add(Queue(name="joined"))
+    with pytest.raises(RuntimeError), store.write(engine) as tx:
+        ROW.first(tx, {"item_id": item_id})
+        tx.execute(update(items_t).where(c.id == item_id).values(priority=9))
+        TOUCH.run(tx, {"item_id": item_id, "who": "bo", "until": until})
+        raise RuntimeError("neither stays")
+    with store.read(engine) as tx:
+        row = ROW.first(tx, {"item_id": item_id})
+        assert (row.lease_holder, row.priority) == ("ana", 7)
+        assert tx.session.get(Queue, "joined") is not None
+
+
+def _driver_errors(engine) -> tuple:
+    if engine.dialect.name == "sqlite":
+        import sqlite3
+
+        return (sqlite3.Error,)
+    import psycopg
+
+    return (psycopg.Error,)
+
+
+def test_failed_units_give_their_connections_back(engine, queue):
+    """Every unit of work returns its connection to the pool, whether it commits, fails
+    in SQL or fails in Python, and the connection is usable afterwards."""
+    for k in range(60):
+        with pytest.raises((RuntimeError, DBAPIError, *_driver_errors(engine))), store.write(engine) as tx:
+            if k % 3 == 0:
+                tx.execute(text("INSERT INTO queues (name) VALUES (NULL)"))
+            elif k % 3 == 1:
+                Query("test_bad", "SELECT no_such_column FROM items").rows(tx)
+            else:
+                raise RuntimeError("python")
+        with store.read(engine) as tx:
+            assert ROW.first(tx, {"item_id": "none"}) is None
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_postgres_connection_closed_while_idle_is_replaced(engine, queue, monkeypatch):
+    """A pooled connection the server closed while it sat idle (a restart, a proxy's
+    idle timeout) is pinged and replaced at checkout: the next unit of work succeeds."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite connections are files, not sessions a server can close")
+    from reviewqueue.store import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PING_IDLE_SECONDS", 0.0)
+    with store.read(engine) as tx:
+        pid = tx.execute(text("SELECT pg_backend_pid()")).scalar()
+    killer = store.make_engine(engine.url.render_as_string(hide_password=False), pool=False)
+    try:
+        with killer.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+    finally:
+        store.dispose(killer)
+    for _ in range(engine.pool.size() + 2):  # whichever pooled connection comes next
+        with store.read(engine) as tx:
+            assert ROW.first(tx, {"item_id": "none"}) is None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 from sqlmodel import create_engine
 
@@ -71,7 +72,8 @@ def make_engine(url: str, *, pool: bool = True, settings: Settings | None = None
             _start_checkpointer(engine, parsed.database)
     else:
         kwargs = {"pool_size": 10, "max_overflow": 20} if pool else {"poolclass": NullPool}
-        engine = create_engine(url, json_serializer=json_dumps, pool_pre_ping=True, **kwargs)
+        engine = create_engine(url, json_serializer=json_dumps, **kwargs)
+        _ping_idle_connections(engine)
     if settings is not None:
         _settings[engine] = settings
     return engine
@@ -95,9 +97,44 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
+        driver = conn.connection.driver_connection
+        if driver.in_transaction:
+            return  # a unit of work began it on the driver (transactions.Tx.conn)
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         # On the driver: exec_driver_sql's execution context cost ~25 us a transaction.
-        conn.connection.driver_connection.execute(f"BEGIN {mode}")
+        driver.execute(f"BEGIN {mode}")
+
+
+#: A pooled PostgreSQL connection unused for longer than this is pinged before use.
+PING_IDLE_SECONDS = 5.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Check a PostgreSQL connection that sat idle in the pool before handing it out.
+
+    ``pool_pre_ping`` pings on every checkout: a round trip to the server for each unit
+    of work, two of a claim and a decision's ~15. A connection in steady use is alive;
+    one that sat idle may have been closed by a server restart or a proxy's idle
+    timeout. Raising ``DisconnectionError`` from the checkout makes the pool replace it
+    (SQLAlchemy's documented pessimistic recipe); transactions.py discards a connection
+    that breaks while in use.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn, record):
+        if record is not None:
+            record.info["rq_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn, record, _proxy):
+        idle_since = record.info.get("rq_idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_IDLE_SECONDS:
+            return
+        try:
+            dbapi_conn.execute("SELECT 1")
+            dbapi_conn.rollback()
+        except Exception as exc:
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
 
 def _start_checkpointer(engine: Engine, path: str) -> None:

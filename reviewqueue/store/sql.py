@@ -158,18 +158,15 @@ class Query:
         dialect = tx.dialect
         named, _, readers = self._for(dialect)
         cursor = tx.cursor()
-        try:
-            cursor.execute(named, self._values(dialect, params or {}))
-            if not self.returns_rows:
-                return []
-            # A query's columns never change while the process runs: one reader each.
-            # (Reading cursor.description builds objects per column on every call.)
-            reader = readers.get("read")
-            if reader is None:
-                reader = readers["read"] = self._reader(tuple(d[0] for d in cursor.description), dialect)
-            return reader(cursor.fetchall())
-        finally:
-            cursor.close()
+        cursor.execute(named, self._values(dialect, params) if params else {})
+        if not self.returns_rows:
+            return []
+        # A query's columns never change while the process runs: one reader each.
+        # (Reading cursor.description builds objects per column on every call.)
+        reader = readers.get("read")
+        if reader is None:
+            reader = readers["read"] = self._reader(tuple(d[0] for d in cursor.description), dialect)
+        return reader(cursor.fetchall())
 
     def first(self, tx: Tx, params: dict[str, Any] | None = None):
         rows = self.rows(tx, params)
@@ -179,21 +176,19 @@ class Query:
         """Run it for its effect; the number of rows it changed."""
         dialect = tx.dialect
         cursor = tx.cursor()
-        try:
-            cursor.execute(self._for(dialect)[0], self._values(dialect, params or {}))
-            return cursor.rowcount
-        finally:
-            cursor.close()
+        cursor.execute(self._for(dialect)[0], self._values(dialect, params) if params else {})
+        if self.returns_rows:
+            # SQLite keeps a statement open until its rows are read, and an open
+            # statement on the unit's cursor would block the next SAVEPOINT or COMMIT.
+            cursor.fetchall()
+        return cursor.rowcount
 
     def many(self, tx: Tx, rows: Sequence[Sequence[Any]]) -> int:
         """Run it once per row (``executemany``), each row's values in the order of
         :attr:`params`, already stored-form (see :func:`time_param`); rows changed."""
         cursor = tx.cursor()
-        try:
-            cursor.executemany(self._for(tx.dialect)[1], rows)
-            return cursor.rowcount
-        finally:
-            cursor.close()
+        cursor.executemany(self._for(tx.dialect)[1], rows)
+        return cursor.rowcount
 
     def _reader(self, columns: tuple[str, ...], dialect: str):
         if Query._times is None:

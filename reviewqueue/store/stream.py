@@ -34,7 +34,7 @@ def stream_tuples(engine: Engine, statement, params: dict[str, Any], *, size: in
         tuple(values[name] for name in compiled.positiontup) if compiled.positiontup is not None else values
     )
     with read(engine) as tx:
-        driver = tx.conn.connection.driver_connection
+        driver = tx.driver
         cursor = driver.cursor() if is_sqlite(engine) else driver.cursor(name="rq_stream")
         try:
             cursor.execute(compiled.string, args)

@@ -12,7 +12,7 @@ from ... import ingest, items, retention
 from ...items import ItemFilter
 from ...schemas import QUEUE_NAME_PATTERN, ItemIn, ItemOut, Moment, SubmitResult
 from ...vocab import Scope, Status
-from ..deps import Caller, Engine, ItemId, Writes
+from ..deps import Caller, Engine, ItemId, writes_of
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
@@ -39,11 +39,11 @@ class ItemPage(BaseModel):
     tags=["ingest"],
     responses={200: {"description": "Seen before: the stored item, with duplicate=true"}},
 )
-async def post_item(body: ItemIn, who: Caller, writes: Writes, request: Request):
+async def post_item(body: ItemIn, who: Caller, request: Request):
     who.require(Scope.INGEST)
     who.require_queue(body.queue)
     # Single posts arriving together are stored with one insert (ingest.submit_each).
-    result = await writes.run_combined(request.app.state.submit_each, (body, who.audit_actor))
+    result = await writes_of(request).run_combined(request.app.state.submit_each, (body, who.audit_actor))
     return JSONResponse(result.as_dict(), status_code=200 if result.duplicate else 201)
 
 

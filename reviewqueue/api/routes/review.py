@@ -1,17 +1,17 @@
 """Reviewing over HTTP: claim the next item, release it, decide it. The caller acts as
-its review token's user. Writes go through the app's group commit."""
+its review token's user. Writes go through the app's group commit (``writes_of``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, StringConstraints
 
 from ... import items, review, tokens
 from ...schemas import ID_PATTERN, AdjudicationIn, DecisionIn, ItemOut
 from ...vocab import Role, Scope
-from ..deps import Caller, Engine, ItemId, QueueName, Writes
+from ..deps import Caller, ItemId, QueueName, writes_of
 
 router = APIRouter(prefix="/v1", tags=["review"])
 
@@ -35,44 +35,49 @@ def _queue_checked(who: tokens.Principal, item_id: str, fn, *args, engine, **kwa
 async def claim(
     name: QueueName,
     who: Caller,
-    writes: Writes,
-    engine: Engine,
+    request: Request,
     skip: list[Annotated[str, StringConstraints(pattern=ID_PATTERN)]] = Query(
         [], max_length=500, description="Item ids to pass over (the ones you skipped)."
     ),
 ):
     who.require(Scope.REVIEW)
     who.require_queue(name)
-    item = await writes.run(review.claim_next, name, who.actor, exclude=skip, engine=engine)
+    writes = writes_of(request)
+    item = await writes.run(review.claim_next, name, who.actor, exclude=skip, engine=writes.engine)
     if item is None:
         return Response(status_code=204)
     return _json(item)
 
 
 @router.post("/items/{item_id}/release", response_model=ItemOut)
-async def release(item_id: ItemId, who: Caller, writes: Writes, engine: Engine):
+async def release(item_id: ItemId, who: Caller, request: Request):
     who.require(Scope.REVIEW)
+    writes = writes_of(request)
     return _json(
-        await writes.run(_queue_checked, who, item_id, review.release, item_id, who.actor, engine=engine)
+        await writes.run(
+            _queue_checked, who, item_id, review.release, item_id, who.actor, engine=writes.engine
+        )
     )
 
 
 @router.post("/items/{item_id}/decision", response_model=ItemOut)
-async def decide(item_id: ItemId, body: DecisionIn, who: Caller, writes: Writes, engine: Engine):
+async def decide(item_id: ItemId, body: DecisionIn, who: Caller, request: Request):
     who.require(Scope.REVIEW)
+    writes = writes_of(request)
     return _json(
         await writes.run(
-            _queue_checked, who, item_id, review.decide_item, item_id, who.actor, body, engine=engine
+            _queue_checked, who, item_id, review.decide_item, item_id, who.actor, body, engine=writes.engine
         )
     )
 
 
 @router.post("/items/{item_id}/adjudication", response_model=ItemOut)
-async def adjudicate(item_id: ItemId, body: AdjudicationIn, who: Caller, writes: Writes, engine: Engine):
+async def adjudicate(item_id: ItemId, body: AdjudicationIn, who: Caller, request: Request):
     """Settle a disputed item: pick one reviewer's decision or give your own. The token
     needs the review scope and must act as a lead or an admin."""
     who.require(Scope.REVIEW)
     who.require_role(Role.LEAD)
+    writes = writes_of(request)
     return _json(
         await writes.run(
             _queue_checked,
@@ -83,6 +88,6 @@ async def adjudicate(item_id: ItemId, body: AdjudicationIn, who: Caller, writes:
             who.actor,
             body.decision,
             pick=body.pick,
-            engine=engine,
+            engine=writes.engine,
         )
     )
