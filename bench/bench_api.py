@@ -71,7 +71,7 @@ def start_server(url: str, workers: int) -> tuple[subprocess.Popen, str, str, li
         reviewer_tokens.append(
             tokens.create(f"rev{k}-{uuid.uuid4().hex[:6]}", "review", user=f"reviewer{k}", engine=engine)[1]
         )
-    engine.dispose()
+    store.dispose(engine)
     port = free_port()
     env = {**os.environ, "REVIEWQUEUE_DATABASE_URL": url}
     proc = subprocess.Popen(
@@ -110,7 +110,7 @@ def wrk_single(base: str, token: str, seconds: int, url: str) -> str:
         stored = conn.execute(
             text("SELECT count(*) FROM items WHERE external_id LIKE :p"), {"p": "wrk-%"}
         ).scalar()
-    engine.dispose()
+    store.dispose(engine)
     return (
         f"{float(rps.group(1)):8,.0f} req/s   p50 {lat['50'].group(1)}  p99 {lat['99'].group(1)}"
         f"   non-2xx {errors.group(1) if errors else 0}   {stored:,} items stored for {int(sent.group(1)):,} requests"
@@ -225,7 +225,7 @@ def decided(url: str) -> int:
     engine = store.make_engine(url, pool=False)
     with engine.connect() as conn:
         count = conn.execute(text("SELECT count(*) FROM reviews")).scalar()
-    engine.dispose()
+    store.dispose(engine)
     return count
 
 
@@ -302,7 +302,7 @@ def main() -> None:
         ingest.submit_many(make_items(20_000), engine=inproc_engine)
         inproc = 20_000 / (time.perf_counter() - t)
         inproc_rt = in_process_reviews(inproc_engine, seconds=3)
-        inproc_engine.dispose()
+        store.dispose(inproc_engine)
         proc, base, token, reviewer_tokens = start_server(url, args.workers)
         try:
             print(f"[{label}] in-process submit_many               {inproc:8,.0f} items/s")

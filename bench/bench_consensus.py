@@ -44,7 +44,7 @@ def build(url: str, n: int) -> None:
         for start in range(0, n, 50_000):
             ingest.submit_many(items[start : start + 50_000], engine=engine)
         del items
-    engine.dispose()
+    store.dispose(engine)
 
 
 def sqlite_db(data_dir: Path, n: int) -> str:
@@ -118,7 +118,7 @@ def main() -> None:
         gc.collect()
         gc.freeze()
         report(f"SQLite, {n:,} pending per queue", measure(engine, args.cycles))
-        engine.dispose()
+        store.dispose(engine)
         for p in args.data_dir.glob(f"consensus-{n}.run.db*"):
             p.unlink()
         if args.postgres:
@@ -129,7 +129,7 @@ def main() -> None:
                 conn.exec_driver_sql("ANALYZE")
             gc.collect()
             report(f"PostgreSQL, {n:,} pending per queue", measure(engine, args.cycles))
-            engine.dispose()
+            store.dispose(engine)
 
 
 if __name__ == "__main__":
