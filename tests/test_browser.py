@@ -286,6 +286,26 @@ def test_pages_have_their_own_urls(browser, app_server, recorder):
     assert recorder.requests == [] and outside == []
 
 
+def test_other_pages_scripts_load_hidden_while_the_reviewer_reads(browser, app_server):
+    """After sign-in the app draws, once and out of sight, the kinds of elements Browse
+    and the Dashboard show, so the browser has their scripts before the first visit.
+    Nothing of it shows, and the review keys still work."""
+    from playwright.sync_api import expect
+
+    base, _ = app_server
+    page = browser.new_page()
+    sign_in_and_open_queue(page, base)
+    preload = page.locator(".st-key-rq_preload")
+    expect(preload.locator("[data-testid='stDataFrame']")).to_be_attached(timeout=30_000)
+    expect(preload.locator("[data-testid='stVegaLiteChart']")).to_be_attached(timeout=30_000)
+    expect(preload).to_be_hidden()
+    assert not page.get_by_text("preload", exact=True).first.is_visible()
+    first = page.get_by_text(re.compile(r"^Item ")).first.inner_text()
+    page.keyboard.press("a")
+    expect(page.get_by_text(re.compile(r"^Item ")).first).not_to_have_text(first, timeout=30_000)
+    page.close()
+
+
 def test_untrusted_output_is_inert(browser, app_server, recorder):
     from playwright.sync_api import expect
 
