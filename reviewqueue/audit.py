@@ -1,19 +1,27 @@
 """The audit trail: every change of state is an event (``events.py``); here the events are
 read, exported, and sealed into a hash chain nobody can quietly edit.
 
-Sealing happens in blocks, off the request path (a background thread of the API and
-``up``, or ``reviewqueue audit seal``), so a claim or a decision pays nothing for it. A
-seal covers the events stamped before a *settled* moment (every transaction that could
-still stamp an earlier time has ended: see ``store.settled_before``), in ``(at, id)``
-order, continuing from the previous seal:
+Sealing happens in blocks, off the request path (a background job led by one process,
+``jobs.py``, or ``reviewqueue audit seal``), so a claim or a decision pays nothing for
+it. Seals are numbered 1, 2, 3 ... without gaps; seal *n* covers the events whose
+*seal key* falls in ``[upto_(n-1), upto_n)``, in key order, continuing the chain:
 
     chain_n = HMAC-SHA256(server key, chain_(n-1) || canonical(event_n))
 
-with the server key of ``keys.py``, which is not in the database. ``verify`` recomputes
-every sealed block: an event edited, deleted, or slipped in afterwards changes the
-block's count or chain, and says which block. The newest chain value (``head``) can be
-written down elsewhere (a ticket, a log shipper) to anchor the whole log: a seal can
-only be rewritten with the key.
+The seal key is the database's order, never a host's clock: on PostgreSQL the id of
+the transaction that wrote the event (``events.seq``, a column default), and ``upto``
+is the oldest transaction still running, below which every transaction has ended; on
+SQLite, where writers take turns, the row id, read under the write lock. (Sealing by
+time once failed for good when one API host ran 2.5 s behind: its events landed in a
+block already sealed.) Each seal also carries a MAC of its own fields.
+
+The server key (``keys.py``) is not in the database. ``verify`` recomputes every block
+and reports the first that does not match: an event edited, deleted or slipped in
+afterwards, a seal altered or missing; and events that exist outside every range. The
+newest chain value (``head``) can be written down elsewhere to anchor the whole log.
+
+Seals made before revision 0010 covered the events stamped before a moment
+(``until_at``); they are verified that way, over the events they covered (``seq`` 0).
 """
 
 from __future__ import annotations
@@ -25,29 +33,49 @@ import hmac
 import io
 import json
 import logging
-import threading
+import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
-from . import clock, keys, store
-from .errors import invalid
+from . import clock, cluster, jobs, keys, store
+from . import events as event_log
+from .errors import ReviewQueueError, invalid
 from .models import AuditSeal, Event
 from .store import queries
 
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64
+
+
+class Tampered(ReviewQueueError):
+    """The audit log or its seals were changed behind reviewqueue's back."""
+
+    status_code = 500
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHUNK = 5000
 
 
+def _when(value) -> str:
+    """An event's time as it is sealed (ISO UTC); what cannot be read as a time is
+    sealed as the text it is, so it can neither hide nor crash the check."""
+    try:
+        return clock.iso(clock.parse(value))
+    except (TypeError, ValueError):
+        return f"unreadable:{value!r}"
+
+
 def canonical(event) -> bytes:
     """The bytes an event is sealed as: every field, in a fixed form."""
+    at = getattr(event, "at_raw", None)
     return json.dumps(
         [
             event.id,
-            clock.iso(clock.parse(event.at)),
+            _when(at if at is not None else getattr(event, "at", None)),
             event.actor,
             event.kind,
             event.item_id,
@@ -71,54 +99,230 @@ def _mac_key(engine) -> bytes:
     ).digest()
 
 
-def _settled(engine) -> datetime:
-    if store.is_sqlite(engine):
-        with store.write(engine):  # no writer in flight: everything stamped before now has committed
-            return clock.now()
-    return store.settled_before(engine, clock.now())
+def _seal_mac(mac_key: bytes, number: int, upto, events: int, chain: str, previous_chain: str) -> str:
+    fields = f"seal|{number}|{upto}|{events}|{chain}|{previous_chain}".encode()
+    return hmac.new(mac_key, fields, hashlib.sha256).hexdigest()
 
 
-def _events_between(engine, since: datetime, until: datetime):
-    """Events with ``since <= at < until`` in ``(at, id)`` order, streamed."""
-    last = None
+def _paged(engine, query, params: dict, after: dict, cursor_of):
+    """``query``'s rows, :data:`_CHUNK` at a time: each page continues after the last
+    row of the one before (``cursor_of(row)`` gives the next ``after`` parameters)."""
     while True:
-        stmt = select(Event).where(Event.at >= since, Event.at < until)
-        if last is not None:
-            stmt = stmt.where(or_(Event.at > last[0], and_(Event.at == last[0], Event.id > last[1])))
         with store.read(engine) as tx:
-            rows = list(tx.session.scalars(stmt.order_by(Event.at, Event.id).limit(_CHUNK)))
+            rows = query.rows(tx, {**params, **after, "limit": _CHUNK})
         yield from rows
         if len(rows) < _CHUNK:
             return
-        last = (rows[-1].at, rows[-1].id)
+        after = cursor_of(rows[-1])
+
+
+def _by_key(engine, since: int, upto: int):
+    """Events with a seal key in ``[since, upto)``, in key order, streamed."""
+    return _paged(
+        engine,
+        queries.EVENTS_BY_KEY,
+        {"since": since, "upto": upto},
+        {"after_key": since - 1, "after_id": -1},
+        lambda row: {"after_key": row.key, "after_id": row.id},
+    )
+
+
+def _legacy(engine, since: datetime, until: datetime):
+    """Events a seal of before revision 0010 covered, in ``(at, id)`` order."""
+    return _paged(
+        engine,
+        queries.LEGACY_EVENTS,
+        {"since_at": since, "until_at": until},
+        {"after_at": since, "after_id": -1},
+        lambda row: {"after_at": clock.parse(row.at_raw), "after_id": row.id},
+    )
+
+
+def _seals(engine) -> list[AuditSeal]:
+    with store.read(engine) as tx:
+        return list(tx.session.scalars(select(AuditSeal).order_by(AuditSeal.number, AuditSeal.id)))
+
+
+def _key_start(engine) -> int:
+    return queries.SEAL_KEY_START[engine.dialect.name]
+
+
+_KEY_END = 2**62
+
+
+def _bound(engine) -> int:
+    """The seal key below which every event has committed."""
+    if store.is_sqlite(engine):
+        with store.write(engine) as tx:  # no writer in flight
+            return queries.SEAL_BOUND.first(tx).bound
+    with store.read(engine) as tx:
+        return queries.SEAL_BOUND.first(tx).bound
+
+
+def _event_ok(event_key: bytes, event) -> bool:
+    """Whether the event carries the MAC reviewqueue wrote with it (events.py)."""
+    nonce, _, mac = (event.mac or "").partition(":")
+    if not nonce or not mac:
+        return False
+    expected = event_log.fields_mac(
+        event_key,
+        nonce,
+        _when(event.at_raw),
+        event.actor,
+        event.kind,
+        event.item_id,
+        event.queue,
+        event.before,
+        event.after,
+    )
+    return hmac.compare_digest(expected, mac)
+
+
+def _describe(event) -> str:
+    return f"event {event.id} ({event.kind} by {event.actor} at {_when(event.at_raw)})"
+
+
+# --- the anchor: each seal's head, outside the database --------------------------------
+
+
+@dataclass
+class Anchor:
+    database: str
+    number: int
+    upto: int
+    events: int
+    chain: str
+
+
+def anchor_path(engine) -> Path:
+    """Where this host keeps its anchor file: ``REVIEWQUEUE_AUDIT_ANCHOR_FILE``, else
+    beside the SQLite file, else ``data/audit-anchor.log``."""
+    configured = store.settings_of(engine).audit_anchor_file
+    if configured:
+        return Path(configured)
+    if store.is_sqlite(engine) and engine.url.database not in (None, "", ":memory:"):
+        return Path(engine.url.database + ".audit-anchor")
+    return Path("data/audit-anchor.log")
+
+
+def anchors(engine) -> list[Anchor]:
+    """The seals this host anchored, oldest first (lines it cannot read are skipped)."""
+    path = anchor_path(engine)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) != 6 or parts[0] != "seal":
+            continue
+        try:
+            database, number, upto, count, chain = (
+                parts[1],
+                int(parts[2]),
+                int(parts[3]),
+                int(parts[4]),
+                parts[5],
+            )
+        except ValueError:
+            continue
+        out.append(Anchor(database, number, upto, count, chain))
+    return out
+
+
+def _anchor(engine, database: str, seal: AuditSeal) -> None:
+    path = anchor_path(engine)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = f"seal {database} {seal.number} {seal.upto} {seal.events} {seal.chain}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    log.info("audit seal %s: head %s (%s events)", seal.number, seal.chain, seal.events)
+
+
+def _check_anchors(engine, database: str, seals: list[AuditSeal]) -> str | None:
+    """What is wrong between the database's seals and this host's anchor file, if anything."""
+    by_number = {s.number: s for s in seals}
+    for a in anchors(engine):
+        if a.database != database:
+            return (
+                f"the anchor file {anchor_path(engine)} was written for another database ({a.database}; this "
+                f"one is {database}): if this database was made anew, move that file away"
+            )
+        sealed = by_number.get(a.number)
+        if sealed is None:
+            return (
+                f"seal {a.number} is in the anchor file {anchor_path(engine)} but not in the database: seals "
+                "were deleted"
+            )
+        if (sealed.upto, sealed.events, sealed.chain) != (a.upto, a.events, a.chain):
+            return (
+                f"seal {a.number} in the database differs from the one in the anchor file "
+                f"{anchor_path(engine)}: the chain was rewritten"
+            )
+    return None
 
 
 def seal(*, engine=None) -> AuditSeal | None:
-    """Seal the events that have settled since the last seal; returns the new seal (or
-    ``None`` when there was nothing new)."""
+    """Seal the events that have committed since the last seal; returns the new seal
+    (or ``None`` when there was nothing new). Raises :class:`Tampered`, sealing
+    nothing, when the chain so far does not match this host's anchor file or an event
+    to seal does not carry the server key's MAC: sealing must never bless an edit."""
     engine = engine or store.get_engine()
-    mac_key = _mac_key(engine)
-    with store.read(engine) as tx:
-        previous = tx.session.scalars(select(AuditSeal).order_by(AuditSeal.id.desc()).limit(1)).first()
-    since = clock.parse(previous.until_at) if previous else _EPOCH
-    chain = previous.chain if previous else GENESIS
-    until = _settled(engine)
-    if until <= since:
+    settings = store.settings_of(engine)
+    mac_key, event_key = _mac_key(engine), event_log.mac_key(settings)
+    database = cluster.database_id(engine=engine)
+    seals = _seals(engine)
+    problem = _check_anchors(engine, database, seals)
+    if problem:
+        raise Tampered(f"not sealing: {problem}")
+    previous = seals[-1] if seals else None
+    since = previous.upto if previous is not None and previous.upto is not None else _key_start(engine)
+    chain = previous_chain = previous.chain if previous else GENESIS
+    upto = _bound(engine)
+    if upto <= since:
         return None
-    count = 0
-    for event in _events_between(engine, since, until):
+    count, first_at, last_at = 0, None, None
+    for event in _by_key(engine, since, upto):
+        if not _event_ok(event_key, event):
+            raise Tampered(
+                f"not sealing: {_describe(event)} does not carry the server key's MAC; it was written or "
+                "edited behind reviewqueue's back (reviewqueue audit verify)"
+            )
         chain = _link(mac_key, chain, event)
         count += 1
+        at = clock.parse(event.at_raw)
+        first_at = at if first_at is None else min(first_at, at)
+        last_at = at if last_at is None else max(last_at, at)
     if count == 0:
         return None
+    number = (previous.number or 0) + 1 if previous else 1
     with store.write(engine) as tx:
         queries.lock_key(tx, "audit-seal")
-        latest = tx.session.scalars(select(AuditSeal).order_by(AuditSeal.id.desc()).limit(1)).first()
-        if (latest.id if latest else None) != (previous.id if previous else None):
+        latest = tx.session.scalars(select(AuditSeal).order_by(AuditSeal.number.desc()).limit(1)).first()
+        if (latest.number if latest else None) != (previous.number if previous else None):
             return None  # another process sealed meanwhile; its seal stands
-        new = AuditSeal(until_at=until, events=count, chain=chain, sealed_at=clock.now())
+        new = AuditSeal(
+            number=number,
+            upto=upto,
+            until_at=clock.now(),
+            events=count,
+            chain=chain,
+            first_at=first_at,
+            last_at=last_at,
+            mac=_seal_mac(mac_key, number, upto, count, chain, previous_chain),
+            sealed_at=clock.now(),
+        )
         tx.session.add(new)
+    _anchor(engine, database, new)
     return new
+
+
+#: Events not sealed this long after they were written fail ``verify``: the sealer
+#: runs every 30 seconds, so they were hidden from it (seals deleted) or it is down.
+UNSEALED_GRACE = timedelta(minutes=10)
 
 
 @dataclass
@@ -130,19 +334,46 @@ class Verification:
     problem: str | None = None
     #: Events recorded since the last seal (not yet covered).
     unsealed: int = 0
+    #: Seals this host's anchor file confirms.
+    anchored: int = 0
 
 
 def verify(*, engine=None) -> Verification:
-    """Recompute every sealed block; the first one that does not match is reported."""
+    """Check the whole log; the first thing that does not hold is reported: a block whose
+    events do not recompute to its seal, a seal altered or missing, a seal that differs
+    from this host's anchor file, an event without the server key's MAC (sealed or
+    not), events outside every range, or events left unsealed too long."""
     engine = engine or store.get_engine()
-    mac_key = _mac_key(engine)
-    with store.read(engine) as tx:
-        seals = list(tx.session.scalars(select(AuditSeal).order_by(AuditSeal.id)))
-    chain, since, total = GENESIS, _EPOCH, 0
+    settings = store.settings_of(engine)
+    mac_key, event_key = _mac_key(engine), event_log.mac_key(settings)
+    seals = _seals(engine)
+    chain, since_at, since_key, total = GENESIS, _EPOCH, _key_start(engine), 0
+
+    def failed(problem: str) -> Verification:
+        return Verification(False, len(seals), total, seals[-1].chain if seals else GENESIS, problem=problem)
+
     for n, block in enumerate(seals, 1):
-        until = clock.parse(block.until_at)
+        if block.number != n:
+            return failed(
+                f"seal {n} is missing (the next one is numbered {block.number}): seals were deleted or renumbered"
+            )
+        previous_chain = chain
         count = 0
-        for event in _events_between(engine, since, until):
+        if block.upto is None:  # sealed by time, before revision 0010
+            until = clock.parse(block.until_at)
+            rows = _legacy(engine, since_at, until)
+            where = f"events from {clock.iso(since_at)} to {clock.iso(until)}"
+            since_at = until
+        else:
+            rows = _by_key(engine, since_key, block.upto)
+            where = f"events {since_key} to {block.upto} in the database's order"
+            since_key = block.upto
+        for event in rows:
+            if block.upto is not None and not _event_ok(event_key, event):
+                return failed(
+                    f"{_describe(event)}, under seal {n}, does not carry the server key's MAC: it was edited or "
+                    "slipped in behind reviewqueue's back"
+                )
             chain = _link(mac_key, chain, event)
             count += 1
         if count != block.events or chain != block.chain:
@@ -153,48 +384,58 @@ def verify(*, engine=None) -> Verification:
                 if count > block.events
                 else "an event was changed"
             )
-            return Verification(
-                False,
-                len(seals),
-                total,
-                block.chain,
-                problem=(
-                    f"seal {n} (events from {clock.iso(since)} to {clock.iso(until)}) does not match: {what} "
-                    "since it was sealed, or the seal itself was altered"
-                ),
+            return failed(
+                f"seal {n} ({where}) does not match: {what} since it was sealed, or the seal was altered"
             )
+        if block.upto is not None and block.mac != _seal_mac(
+            mac_key, block.number, block.upto, block.events, block.chain, previous_chain
+        ):
+            return failed(f"seal {n} ({where}) was altered: its fields do not carry the server key's MAC")
         total += count
-        since = until
+    problem = _check_anchors(engine, cluster.database_id(engine=engine), seals)
+    if problem:
+        return failed(problem)
+    unsealed, oldest = 0, None
+    for event in _by_key(engine, since_key, _KEY_END):
+        if not _event_ok(event_key, event):
+            return failed(
+                f"{_describe(event)}, not sealed yet, does not carry the server key's MAC: it was written or "
+                "edited behind reviewqueue's back"
+            )
+        unsealed += 1
+        at = clock.parse(event.at_raw)
+        oldest = at if oldest is None else min(oldest, at)
     with store.read(engine) as tx:
-        unsealed = tx.execute(select(Event.id).where(Event.at >= since)).all()
-    return Verification(True, len(seals), total, chain, unsealed=len(unsealed))
+        everything = queries.ALL_EVENTS.first(tx).n
+        twice = queries.DUPLICATE_EVENT_MAC.first(tx)
+    if everything != total + unsealed:
+        return failed(
+            f"{everything - total - unsealed} event(s) lie outside every sealed range and the unsealed tail "
+            "(their order key or time was edited)"
+        )
+    if twice is not None:
+        return failed(f"event {twice.id} is a copy of another event (the same MAC): it was slipped in")
+    if oldest is not None and oldest < clock.now() - UNSEALED_GRACE:
+        return failed(
+            f"{unsealed} event(s) are not sealed, the oldest from {clock.iso(oldest)}: the sealer runs every "
+            "30 seconds, so either it is not running (start reviewqueue api or worker, or run "
+            "reviewqueue audit seal) or the seals that covered them were deleted"
+        )
+    anchored = len(anchors(engine))
+    return Verification(True, len(seals), total, chain, unsealed=unsealed, anchored=anchored)
 
 
-class Sealer:
-    """Seals the audit log every ``interval`` seconds in a background thread."""
+def seal_job(*, interval: float = 30.0) -> jobs.Job:
+    """Sealing as a background job led by one process of the deployment."""
 
-    def __init__(self, engine=None, interval: float = 30.0):
-        self.engine = engine
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    def run(engine) -> bool:
+        try:
+            seal(engine=engine)
+        except Tampered as exc:
+            log.error("AUDIT LOG TAMPERED: %s", exc)
+        return False
 
-    def start(self) -> Sealer:
-        self._thread = threading.Thread(target=self.run, name="reviewqueue-audit-seal", daemon=True)
-        self._thread.start()
-        return self
-
-    def run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                seal(engine=self.engine)
-            except Exception:  # try again next time
-                log.exception("sealing the audit log failed")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
+    return jobs.Job("audit-seal", run, interval)
 
 
 # --- reading --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -51,8 +52,11 @@ def _actor() -> str:
 
 
 def _engine():
+    from . import cluster
+
     engine = store.get_engine()
     store.upgrade(engine)
+    cluster.check_key(engine=engine)  # another host's key: refuse, saying what to set
     return engine
 
 
@@ -627,12 +631,16 @@ def webhooks_status() -> None:
 def webhooks_worker() -> None:
     """Deliver webhooks in the foreground (reviewqueue api and up run this for you)."""
     engine = _engine()
-    worker = webhooks.Worker(engine)
+    worker = webhooks.Worker(engine).start()
     typer.echo("delivering webhooks; Ctrl-C to stop")
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
-        worker.run()
+        while not stopped.wait(0.5):
+            pass
     except KeyboardInterrupt:
         pass
+    worker.stop()
 
 
 # --- exports ------------------------------------------------------------------------
@@ -1056,25 +1064,21 @@ def erase_cmd(
 # --- servers ------------------------------------------------------------------------
 
 
-def api_command(host: str, port: int, workers: int) -> list[str]:
-    # Access lines sit below the warning level anyway; --no-access-log also skips
-    # building them, for every request.
+def api_command(host: str, port: int, workers: int, drain_seconds: float | None = None) -> list[str]:
+    drain = get_settings().drain_seconds if drain_seconds is None else drain_seconds
     return [
         sys.executable,
         "-m",
-        "uvicorn",
-        "--factory",
-        "reviewqueue.api.app:create_app",
+        "reviewqueue.cli",
+        "api",
         "--host",
         host,
         "--port",
         str(port),
         "--workers",
         str(workers),
-        "--no-server-header",
-        "--log-level",
-        "warning",
-        "--no-access-log",
+        "--drain-seconds",
+        str(drain),
     ]
 
 
@@ -1083,11 +1087,52 @@ def api(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+    drain_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--drain-seconds",
+            min=0,
+            help="After SIGTERM: seconds to keep serving while /readyz says 503 (default "
+            "REVIEWQUEUE_DRAIN_SECONDS, 5).",
+        ),
+    ] = None,
+    no_background: Annotated[
+        bool,
+        typer.Option(
+            "--no-background",
+            help="Serve the API only: no webhook delivery, sealing or purging here (run reviewqueue worker).",
+        ),
+    ] = False,
 ) -> None:
-    """Run the HTTP API (uvicorn) with the webhook delivery worker."""
-    _engine()
-    os.environ["REVIEWQUEUE_WEBHOOK_WORKER"] = "1"
-    os.execv(sys.executable, api_command(host, port, workers))
+    """Run the HTTP API (uvicorn), with the background jobs unless --no-background."""
+    from . import cluster
+    from .api import server
+
+    engine = _engine()
+    cluster.check_key(engine=engine)
+    os.environ["REVIEWQUEUE_BACKGROUND"] = "0" if no_background else "1"
+    drain = get_settings().drain_seconds if drain_seconds is None else drain_seconds
+    raise SystemExit(server.serve(host=host, port=port, workers=workers, drain_seconds=drain))
+
+
+@app.command("worker")
+def worker_cmd() -> None:
+    """Run only the background jobs (webhook delivery, audit sealing, retention) until
+    SIGTERM or Ctrl-C; any number of workers and APIs may run them at once."""
+    from . import background, cluster
+
+    engine = _engine()
+    cluster.check_key(engine=engine)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    runner = background.start(engine)
+    typer.echo("running background jobs (webhooks, audit seal, retention); Ctrl-C to stop")
+    try:
+        while not stopped.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    runner.stop()
 
 
 # --- demo and up --------------------------------------------------------------------
@@ -1176,7 +1221,7 @@ def up(
     """Create the database if needed, start the app and print where it is (--demo: with demo data)."""
     engine = _engine()
     created = demo.seed(engine=engine) if with_demo and not no_demo and demo.is_empty(engine=engine) else None
-    env = {**os.environ, "REVIEWQUEUE_WEBHOOK_WORKER": "1"}
+    env = {**os.environ, "REVIEWQUEUE_BACKGROUND": "1"}
     procs = [
         subprocess.Popen(ui_command(host, ui_port), start_new_session=True),
         subprocess.Popen(api_command(host, api_port, 1), start_new_session=True, env=env),

@@ -1,24 +1,93 @@
-"""One place that says what time it is.
+"""One place that says what time it is: the database's time.
 
 Timestamps are timezone-aware UTC datetimes everywhere in Python (SQLModel's
 ``UTCDateTime`` stores them as ``timestamptz`` on PostgreSQL and as UTC text on
 SQLite). Tests move time by patching ``reviewqueue.clock.now``.
+
+Several hosts write to one PostgreSQL, and what they stamp must agree: a decision
+stamped by a host running 2.5 s behind once fell before an export feed's watermark and
+was never exported. So on PostgreSQL the process reads the server's clock (the storage
+layer calls :func:`sync` on new connections, at most every :data:`SYNC_SECONDS`) and
+:func:`now` is that reading carried forward on this host's monotonic clock: the hosts'
+own wall clocks, and any step they take, do not matter. The reading is the midpoint of
+the quickest of three round trips, so it is off by at most half of one (well under a
+millisecond on a LAN). On SQLite every writer is on one host and :func:`now` is
+that host's clock.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+log = logging.getLogger(__name__)
+
+#: How often the database's clock is read again.
+SYNC_SECONDS = 30.0
+#: A host whose clock is further than this from the database's is named in the log.
+SKEW_WARNING_SECONDS = 1.0
+
+#: (database epoch seconds, this host's monotonic seconds) at the last reading.
+_anchor: tuple[float, float] | None = None
+_synced_at: float | None = None  # monotonic
+_sync_lock = threading.Lock()
+
 
 def now() -> datetime:
-    return datetime.now(UTC)
+    anchor = _anchor
+    if anchor is None:
+        return datetime.now(UTC)
+    return datetime.fromtimestamp(anchor[0] + (time.monotonic() - anchor[1]), UTC)
 
 
 def real_now() -> datetime:
     """The time, even inside :func:`travelling`."""
-    return datetime.now(UTC)
+    anchor = _anchor
+    if anchor is None:
+        return datetime.now(UTC)
+    return datetime.fromtimestamp(anchor[0] + (time.monotonic() - anchor[1]), UTC)
+
+
+def sync_due() -> bool:
+    synced = _synced_at
+    return synced is None or time.monotonic() - synced > SYNC_SECONDS
+
+
+def sync(read_database_epoch: Callable[[], float]) -> float:
+    """Set :func:`now` from the database's clock; returns how far this host's wall
+    clock is from it, in seconds (positive: the host is ahead)."""
+    global _anchor, _synced_at
+    best = None
+    for _ in range(3):
+        t0 = time.monotonic()
+        db = read_database_epoch()
+        t1 = time.monotonic()
+        if best is None or t1 - t0 < best[0]:
+            best = (t1 - t0, db, (t0 + t1) / 2)
+    _, db, mono = best
+    skew = time.time() - (db + (time.monotonic() - mono))
+    with _sync_lock:
+        first = _anchor is None
+        _anchor, _synced_at = (db, mono), time.monotonic()
+    if abs(skew) > SKEW_WARNING_SECONDS and (first or abs(skew) > 2 * SKEW_WARNING_SECONDS):
+        log.warning(
+            "this host's clock is %.1f s %s the database's; reviewqueue stamps everything with the "
+            "database's time, but keep the hosts in sync (NTP) for their own logs",
+            abs(skew),
+            "ahead of" if skew > 0 else "behind",
+        )
+    return skew
+
+
+def unsync() -> None:
+    """Back to this host's clock (tests)."""
+    global _anchor, _synced_at
+    with _sync_lock:
+        _anchor = _synced_at = None
 
 
 @contextmanager

@@ -92,10 +92,35 @@ class AlreadyExists(Conflict):
     pass
 
 
-class DatabaseBusy(ReviewQueueError):
-    """The database's write lock stayed taken past the busy timeout; nothing was written."""
+class Unavailable(ReviewQueueError):
+    """The service cannot answer now but will soon: the API answers 503 with
+    ``Retry-After: retry_after`` (seconds)."""
 
     status_code = 503
+    retry_after = 1
+
+
+class DatabaseBusy(Unavailable):
+    """The database's write lock stayed taken past the busy timeout; nothing was written."""
+
+
+class PoolExhausted(Unavailable):
+    """No database connection came free within ``REVIEWQUEUE_DB_POOL_TIMEOUT``."""
+
+    retry_after = 2
+
+
+class DatabaseUnreachable(Unavailable):
+    """The database refused or did not answer a new connection (down, or at its
+    ``max_connections``)."""
+
+    retry_after = 5
+
+
+class KeyMismatch(ReviewQueueError):
+    """This process's server key is not the one the shared database was set up with."""
+
+    status_code = 500
 
 
 class AuthenticationFailed(ReviewQueueError):

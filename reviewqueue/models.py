@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, FetchedValue, Index, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -137,6 +137,9 @@ class Item(SQLModel, table=True):
     final_review_id: int | None = Field(default=None)
     #: Share of the reviewers' decisions that agree with the final one (1 for one reviewer).
     agreement: float | None = Field(default=None)
+    #: Notifications about this item so far: each webhook body carries the next number
+    #: (``sequence``), so receivers can order them (outbox.py).
+    webhook_seq: int = Field(default=0)
 
 
 class Review(SQLModel, table=True):
@@ -176,9 +179,16 @@ class Event(SQLModel, table=True):
     __table_args__ = (
         Index("ix_events_item", "item_id", "id"),
         Index("ix_events_at", "at"),
+        Index("ix_events_seq", "seq", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    #: The order the audit chain seals events in, set by the database: the writing
+    #: transaction's id on PostgreSQL (a column default), none on SQLite (the row id is
+    #: that order there); 0 for events sealed by time before revision 0010 (audit.py).
+    seq: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True, server_default=FetchedValue())
+    )
     at: datetime = Field(default_factory=clock.now)
     actor: str = Field(max_length=128)
     kind: str = Field(max_length=64)
@@ -186,6 +196,9 @@ class Event(SQLModel, table=True):
     queue: str | None = Field(default=None, max_length=64)
     before: Any = Field(default=None, sa_column=_json(True))
     after: Any = Field(default=None, sa_column=_json(True))
+    #: ``nonce:HMAC`` of the fields with the server key, written with the event
+    #: (events.py); none only on events sealed before revision 0010.
+    mac: str | None = Field(default=None, max_length=96)
 
 
 class User(SQLModel, table=True):
@@ -255,6 +268,10 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=clock.now)
     delivered_at: datetime | None = Field(default=None)
+    #: The item's notification number this body carries (``items.webhook_seq``).
+    sequence: int | None = Field(default=None)
+    #: While a worker is POSTing it: until when (webhooks.py waits for it on removal).
+    sending_until: datetime | None = Field(default=None)
 
 
 class ExportRun(SQLModel, table=True):
@@ -279,6 +296,11 @@ class ExportRun(SQLModel, table=True):
     path: str = Field(max_length=1024)
     #: While set, the file is still at this partial path, waiting to be renamed into place.
     pending_path: str | None = Field(default=None, max_length=1024)
+    #: Until when the exporting process may still be moving it there; after that any
+    #: process of any host finishes or forgets the run (export/run.py: recover).
+    pending_until: datetime | None = Field(default=None)
+    #: The host that wrote the file (its folder may be local to it).
+    host: str | None = Field(default=None, max_length=255)
     sha256: str = Field(max_length=64)
     created_by: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=clock.now)
@@ -313,13 +335,43 @@ class SignInAttempt(SQLModel, table=True):
 
 class AuditSeal(SQLModel, table=True):
     """A block of the audit log sealed into a keyed hash chain (audit.py): the events
-    with ``at`` before ``until_at`` (and at or after the previous seal's), ``events`` of
-    them, chained into ``chain``."""
+    whose ``seq`` order falls before ``upto`` (and at or after the previous seal's),
+    ``events`` of them, chained into ``chain``. Seals are numbered without gaps; ``mac``
+    binds a seal's own fields with the server key. Seals made before revision 0010
+    (``upto`` none) cover the events with ``at`` before ``until_at``."""
 
     __tablename__ = "audit_seals"
+    __table_args__ = (Index("ix_audit_seals_number", "number", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
+    number: int | None = Field(default=None)
+    upto: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     until_at: datetime
     events: int
     chain: str = Field(max_length=64)
+    first_at: datetime | None = Field(default=None)
+    last_at: datetime | None = Field(default=None)
+    mac: str | None = Field(default=None, max_length=64)
     sealed_at: datetime = Field(default_factory=clock.now)
+
+
+class ClusterFact(SQLModel, table=True):
+    """What every node of a deployment must agree on, kept in the shared database
+    (cluster.py): the server key's fingerprint."""
+
+    __tablename__ = "cluster"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str
+    updated_at: datetime = Field(default_factory=clock.now)
+
+
+class JobLease(SQLModel, table=True):
+    """Which process leads a background job, until when (jobs.py)."""
+
+    __tablename__ = "job_leases"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str | None = Field(default=None, max_length=256)
+    expires_at: datetime
+    acquired_at: datetime | None = Field(default=None)

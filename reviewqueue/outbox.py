@@ -1,19 +1,23 @@
 """The webhook outbox: what must be POSTed, written in the same transaction as the change.
 
 A decision (or an undo) calls :func:`enqueue` inside its own unit of work, so a verdict
-never commits without its notification, nor the other way round. Delivery
-(``webhooks.py``) leases due rows (:func:`lease_due`), sends outside any transaction,
-and records the outcome (:func:`finish`). Rows are kept after delivery: they are the
+never commits without its notification, nor the other way round. Each body carries the
+item's notification number (``sequence``). Delivery (``webhooks.py``), in any number of
+processes: :func:`due` lists what may go now (one item's notifications to one webhook
+in order), :func:`claim` takes one delivery, re-checking in the same statement that its
+webhook is active and its item not erased, the worker POSTs it outside any transaction,
+and :func:`finish` records that one outcome. Rows are kept after delivery: they are the
 record of what was sent.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from . import clock, store
 from .models import Webhook, WebhookDelivery
@@ -31,13 +35,15 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(600, 2 ** max(0, attempts - 1)))
 
 
-def body(item, review, kind: EventKind, now: datetime) -> tuple[str, str]:
-    """``(event_id, the JSON body)`` of a notification about ``review`` of ``item``."""
+def body(item, review, kind: EventKind, now: datetime, sequence: int) -> tuple[str, str]:
+    """``(event_id, the JSON body)`` of a notification about ``review`` of ``item``:
+    the ``sequence``-th notification about that item."""
     event_id = str(uuid.uuid4())
     return event_id, json.dumps(
         {
             "event_id": event_id,
             "type": kind,
+            "sequence": sequence,
             "item_id": item.id,
             "external_id": item.external_id,
             "queue": item.queue,
@@ -56,11 +62,13 @@ def body(item, review, kind: EventKind, now: datetime) -> tuple[str, str]:
 
 
 def enqueue(tx: store.Tx, item, review, kind: EventKind, *, now: datetime) -> None:
-    """One delivery per active webhook of the item's queue, in ``tx``."""
+    """One delivery per active webhook of the item's queue, in ``tx`` (which holds the
+    item's row lock: the item's next notification number is taken here)."""
     hooks = queries.ACTIVE_WEBHOOKS.rows(tx, {"queue": item.queue, "active": True})
     if not hooks:
         return
-    event_id, text = body(item, review, kind, now)
+    sequence = queries.NEXT_WEBHOOK_SEQ.first(tx, {"item_id": item.id}).webhook_seq
+    event_id, text = body(item, review, kind, now, sequence)
     for hook in hooks:
         queries.INSERT_DELIVERY.run(
             tx,
@@ -70,70 +78,113 @@ def enqueue(tx: store.Tx, item, review, kind: EventKind, *, now: datetime) -> No
                 "item_id": item.id,
                 "kind": kind,
                 "body": text,
+                "sequence": sequence,
                 "now": now,
             },
         )
 
 
-def lease_due(engine, limit: int, lease: timedelta) -> list:
-    """Up to ``limit`` due deliveries with their webhook's URL and secret, leased for
-    ``lease``: their next attempt moves past it, so no other worker sends them meanwhile,
-    and a crashed worker's deliveries come due again."""
+# --- delivery: one delivery at a time, re-checked as it is taken ----------------------
+
+
+def due(engine, limit: int) -> list[tuple[int, int]]:
+    """``(id, webhook_id)`` of up to ``limit`` deliveries due now, each the first still
+    pending of its item for its webhook: one item's notifications go out in order, the
+    next only once the one before it was delivered or given up."""
+    with store.read(engine) as tx:
+        return [
+            (r.id, r.webhook_id)
+            for r in queries.DUE_DELIVERIES.rows(tx, {"now": clock.now(), "limit": limit})
+        ]
+
+
+def claim(engine, delivery_id: int, lease: timedelta):
+    """Take one delivery for sending, or ``None``: in one statement, it must still be
+    pending, not taken by another worker, its webhook active and its item's content
+    not erased or purged. Its next attempt moves past ``lease`` (a crashed worker's
+    delivery comes due again) and ``sending_until`` marks it in flight: removing its
+    webhook or erasing its item waits for it (:func:`wait_sent`). A delivery whose item
+    was purged is cancelled here instead."""
     with store.write(engine) as tx:
         now = clock.now()
-        rows = tx.execute(
-            select(
-                deliveries_t.c.id,
-                deliveries_t.c.body,
-                deliveries_t.c.attempts,
-                deliveries_t.c.event_id,
-                deliveries_t.c.webhook_id,
-                webhooks_t.c.url,
-                webhooks_t.c.secret,
-            )
-            .join(webhooks_t, webhooks_t.c.id == deliveries_t.c.webhook_id)
-            .where(deliveries_t.c.status == DeliveryStatus.PENDING, deliveries_t.c.next_attempt_at <= now)
-            .order_by(deliveries_t.c.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=deliveries_t)
-        ).all()
-        if rows:
-            tx.execute(
-                update(deliveries_t)
-                .where(deliveries_t.c.id.in_([r.id for r in rows]))
-                .values(next_attempt_at=now + lease)
-            )
-        return rows
+        row = queries.CLAIM_DELIVERY.first(tx, {"id": delivery_id, "now": now, "until": now + lease})
+        if row is None:
+            queries.CANCEL_PURGED_DELIVERY.run(tx, {"id": delivery_id})
+        return row
 
 
-def finish_many(engine, outcomes: list[tuple]) -> None:
-    """Record a round's outcomes, ``(row, error, tried)`` each, in one transaction: delivered,
-    or the error and when to try again (a delivery not tried waits as its webhook's failed
-    one does, without counting an attempt). A delivery cancelled meanwhile (its webhook
-    removed) stays cancelled."""
-    if not outcomes:
+def finish(engine, row, error: str | None) -> None:
+    """Record one attempt of a delivery taken by :func:`claim`: delivered, or the error
+    and when to try again (given up after :data:`MAX_ATTEMPTS`). A delivery cancelled
+    meanwhile stays cancelled; either way it is no longer in flight."""
+    with store.write(engine) as tx:
+        now = clock.now()
+        attempts = row.attempts + 1
+        if error is None:
+            status, next_at, delivered = DeliveryStatus.DELIVERED, None, now
+        elif attempts >= MAX_ATTEMPTS:
+            status, next_at, delivered = DeliveryStatus.FAILED, None, None
+        else:
+            status, next_at, delivered = DeliveryStatus.PENDING, now + backoff(attempts), None
+        queries.FINISH_DELIVERY.run(
+            tx,
+            {
+                "id": row.id,
+                "status": status,
+                "attempts": attempts,
+                "error": None if error is None else error[:1000],
+                "next_at": next_at,
+                "delivered_at": delivered,
+            },
+        )
+
+
+def postpone(engine, delivery_ids: list[int], until: datetime) -> None:
+    """Deliveries not tried this round (their receiver is down): due again at ``until``,
+    no attempt counted."""
+    if not delivery_ids:
         return
     with store.write(engine) as tx:
-        now = clock.now()
-        for row, error, tried in outcomes:
-            attempts = row.attempts + 1 if tried else row.attempts
-            if error is None:
-                values = {
-                    "status": DeliveryStatus.DELIVERED,
-                    "attempts": attempts,
-                    "delivered_at": now,
-                    "last_error": None,
-                }
-            elif tried and attempts >= MAX_ATTEMPTS:
-                values = {"status": DeliveryStatus.FAILED, "attempts": attempts, "last_error": error[:1000]}
-            else:
-                values = {
-                    "attempts": attempts,
-                    "last_error": error[:1000],
-                    "next_attempt_at": now + backoff(max(attempts, 1)),
-                }
-            tx.execute(
-                update(deliveries_t)
-                .where(deliveries_t.c.id == row.id, deliveries_t.c.status == DeliveryStatus.PENDING)
-                .values(**values)
+        tx.execute(
+            update(deliveries_t)
+            .where(
+                deliveries_t.c.id.in_(delivery_ids),
+                deliveries_t.c.status == DeliveryStatus.PENDING,
+                deliveries_t.c.sending_until.is_(None),
             )
+            .values(next_attempt_at=until)
+        )
+
+
+def in_flight(engine, *, webhook_id: int | None = None, item_id: str | None = None) -> int:
+    """Deliveries of a webhook (or about an item) a worker is sending right now."""
+    where = [deliveries_t.c.sending_until.is_not(None), deliveries_t.c.sending_until > clock.now()]
+    if webhook_id is not None:
+        where.append(deliveries_t.c.webhook_id == webhook_id)
+    if item_id is not None:
+        where.append(deliveries_t.c.item_id == item_id)
+    with store.read(engine) as tx:
+        return tx.execute(select(func.count()).select_from(deliveries_t).where(*where)).scalar()
+
+
+def wait_sent(engine, *, webhook_id: int | None = None, item_id: str | None = None, timeout: float) -> bool:
+    """Wait until no delivery of the webhook (or about the item) is in flight; whether
+    that happened within ``timeout`` seconds. Called after cancelling what was pending,
+    so that once it returns nothing more is POSTed."""
+    deadline = time.monotonic() + timeout
+    while in_flight(engine, webhook_id=webhook_id, item_id=item_id):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def cancel(tx: store.Tx, *, webhook_id: int | None = None, item_id: str | None = None) -> int:
+    """Cancel what is still pending for a webhook (or about an item), in ``tx``;
+    returns how many."""
+    where = [deliveries_t.c.status == DeliveryStatus.PENDING]
+    if webhook_id is not None:
+        where.append(deliveries_t.c.webhook_id == webhook_id)
+    if item_id is not None:
+        where.append(deliveries_t.c.item_id == item_id)
+    return tx.execute(update(deliveries_t).where(*where).values(status=DeliveryStatus.CANCELLED)).rowcount

@@ -7,8 +7,8 @@ empty list or object) and stamps ``items.purged_at``; what metrics and calibrati
 stays: queue, confidence, route, status, verdicts, labels, reasons and every time.
 
 - **Retention**: a queue's ``retention_days`` purges items created longer ago than that,
-  in batches, by :func:`purge` (scheduled in the API and ``up`` process by :class:`Purger`,
-  or ``reviewqueue purge``).
+  in batches, by :func:`purge` (a background job, :func:`purge_job`, or
+  ``reviewqueue purge``).
 - **Erasure** of one subject's data: :func:`erase` (``DELETE /v1/items/{id}``,
   ``reviewqueue erase --queue Q --external-id X``) purges one item at once, replaces its
   ``external_id`` by a digest, cancels its pending webhook deliveries, records an
@@ -22,36 +22,53 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
 
-from . import clock, events, store
+from . import clock, events, jobs, outbox, store
 from .errors import ItemNotFound
 from .models import ExportRun, Item, Queue, Review, WebhookDelivery
-from .vocab import DeliveryStatus, EventKind
+from .vocab import EventKind
 
 log = logging.getLogger(__name__)
 BATCH = 1000
 #: The body a delivery keeps once its item's content is gone.
 _PURGED_BODY = '{"content": "purged"}'
+#: How long erasure waits for a delivery of the item already being POSTed (its lease).
+_IN_FLIGHT_SECONDS = 50.0
 
 
-def _scrub(tx: store.Tx, item_ids: list[str], now) -> None:
-    tx.execute(
-        update(Item)
-        .where(Item.id.in_(item_ids))
-        .values(input=None, output=None, context=[], meta={}, purged_at=now, updated_at=now)
+def _scrub(tx: store.Tx, item_ids: list[str], now, *, again: bool = False) -> list[str]:
+    """Remove the content of the items (those not purged already, unless ``again``);
+    returns the ids it scrubbed."""
+    stmt = update(Item).where(Item.id.in_(item_ids))
+    if not again:
+        stmt = stmt.where(Item.purged_at.is_(None))
+    item_ids = list(
+        tx.execute(
+            stmt.values(
+                input=None, output=None, context=[], meta={}, purged_at=now, updated_at=now
+            ).returning(Item.id)
+        ).scalars()
     )
-    tx.execute(update(Review).where(Review.item_id.in_(item_ids)).values(final_output=None, comment=None))
-    tx.execute(update(WebhookDelivery).where(WebhookDelivery.item_id.in_(item_ids)).values(body=_PURGED_BODY))
+    if item_ids:
+        tx.execute(update(Review).where(Review.item_id.in_(item_ids)).values(final_output=None, comment=None))
+        tx.execute(
+            update(WebhookDelivery).where(WebhookDelivery.item_id.in_(item_ids)).values(body=_PURGED_BODY)
+        )
+    return item_ids
 
 
 def purge(*, queue: str | None = None, engine=None, now=None) -> dict[str, int]:
     """Purge the content of items older than their queue's ``retention_days``; returns
-    how many items per queue. Batches of :data:`BATCH` items, one transaction each."""
+    how many items per queue. Batches of :data:`BATCH` items, one transaction each.
+
+    Any number of purgers may run at once (a leader runs it in a fleet, but a
+    ``reviewqueue purge`` may run beside it): each batch locks the rows it scrubs
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's one writer) and counts only
+    rows still unpurged, so every item is scrubbed and counted once."""
     engine = engine or store.get_engine()
     now = now or clock.now()
     with store.read(engine) as tx:
@@ -69,12 +86,15 @@ def purge(*, queue: str | None = None, engine=None, now=None) -> dict[str, int]:
                         select(Item.id)
                         .where(Item.queue == name, Item.created_at < cutoff, Item.purged_at.is_(None))
                         .limit(BATCH)
+                        .with_for_update(skip_locked=True)
                     ).scalars()
                 )
                 if not ids:
                     break
                 stamp = clock.now()
-                _scrub(tx, ids, stamp)
+                ids = _scrub(tx, ids, stamp)
+                if not ids:
+                    continue
                 events.record(
                     tx,
                     EventKind.ITEMS_PURGED,
@@ -115,13 +135,9 @@ def erase(
         if item.external_id is not None:
             digest = "erased:" + hashlib.sha256(f"{item.queue}\0{item.external_id}".encode()).hexdigest()[:48]
         tx.session.flush()
-        _scrub(tx, [item.id], now)
+        _scrub(tx, [item.id], now, again=True)
         tx.execute(update(Item).where(Item.id == item.id).values(external_id=digest))
-        tx.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.item_id == item.id, WebhookDelivery.status == DeliveryStatus.PENDING)
-            .values(status=DeliveryStatus.CANCELLED)
-        )
+        outbox.cancel(tx, item_id=item.id)
         events.record(
             tx,
             EventKind.ITEM_ERASED,
@@ -132,6 +148,9 @@ def erase(
             at=now,
         )
         runs = list(tx.session.scalars(select(ExportRun).where(ExportRun.queue == item.queue)))
+    # A POST of the item's content already in flight in some process finishes first:
+    # once this returns, nothing about the item is sent.
+    outbox.wait_sent(engine, item_id=item.id, timeout=_IN_FLIGHT_SECONDS)
     for run in runs:  # the manifests of files that hold the item (by its decision times)
         if any(clock.parse(run.since) <= clock.parse(t) < clock.parse(run.until) for t in decided):
             _note_in_manifest(Path(run.path), item.id, now)
@@ -153,30 +172,13 @@ def _note_in_manifest(data_file: Path, item_id: str, when) -> None:
     tmp.replace(manifest)
 
 
-class Purger:
-    """Runs :func:`purge` every ``interval`` seconds in a background thread."""
+def purge_job(*, interval: float = 3600.0) -> jobs.Job:
+    """Retention as a background job led by one process of the deployment."""
 
-    def __init__(self, engine=None, interval: float = 3600.0):
-        self.engine = engine
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    def run(engine) -> bool:
+        purged = purge(engine=engine)
+        if purged:
+            log.info("retention purged %s", purged)
+        return False
 
-    def start(self) -> Purger:
-        self._thread = threading.Thread(target=self.run, name="reviewqueue-retention", daemon=True)
-        self._thread.start()
-        return self
-
-    def run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                purged = purge(engine=self.engine)
-                if purged:
-                    log.info("retention purged %s", purged)
-            except Exception:
-                log.exception("retention purge failed")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
+    return jobs.Job("retention", run, interval)

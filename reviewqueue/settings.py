@@ -13,6 +13,21 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REVIEWQUEUE_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///data/reviewqueue.db"
+    #: PostgreSQL connections each process keeps open, and how many more it may open
+    #: under load; the API also keeps one for /readyz. Every process of a deployment
+    #: counts against the server's max_connections (docs/deployment.md has the sum).
+    db_pool_size: int = Field(default=5, ge=1, le=200)
+    db_max_overflow: int = Field(default=5, ge=0, le=200)
+    #: Seconds a request waits for a database connection before it is answered 503 with
+    #: Retry-After (never a 500).
+    db_pool_timeout: float = Field(default=5.0, gt=0, le=300)
+    #: Seconds an API process keeps serving after SIGTERM while /readyz says 503, so a
+    #: load balancer stops sending before the process stops listening (api/server.py).
+    drain_seconds: float = Field(default=5.0, ge=0, le=600)
+    #: Addresses or CIDRs of the reverse proxies and load balancers in front of the API
+    #: and the review app, comma-separated: only from them is X-Forwarded-For believed
+    #: (netaddr.py). Empty: the peer address is the client's.
+    trusted_proxies: str = ""
     #: Largest accepted item (input + output + context + metadata, as JSON), in bytes.
     max_item_bytes: int = 1024 * 1024
     #: Largest accepted HTTP request body, in bytes (a batch of up to 1,000 items).
@@ -46,6 +61,9 @@ class Settings(BaseSettings):
     #: created on first use.
     secret_key: str | None = None
     secret_key_file: str = "data/secret.key"
+    #: Where this host appends the head of every audit seal it makes, outside the
+    #: database (audit.py); default: beside a SQLite file, else data/audit-anchor.log.
+    audit_anchor_file: str | None = None
     #: Allow webhooks to loopback, private and link-local addresses (egress.py).
     webhook_allow_private: bool = False
     #: The window in which failed sign-ins are counted, and the longest back-off (users.py).

@@ -15,14 +15,13 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
 import time
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
-from . import egress, events, keys, outbox, store
+from . import clock, egress, events, jobs, keys, outbox, store
 from .errors import NotFound, QueueNotFound, ValidationFailed, invalid
 from .models import Queue, Webhook, WebhookDelivery
 from .vocab import DeliveryStatus, EventKind
@@ -30,8 +29,9 @@ from .vocab import DeliveryStatus, EventKind
 log = logging.getLogger("reviewqueue.webhooks")
 
 REQUEST_TIMEOUT = 10.0
-#: How long a worker holds a delivery it is sending.
-LEASE = timedelta(seconds=REQUEST_TIMEOUT + 20)
+#: How long a worker holds a delivery it is sending: connecting, sending and reading
+#: each have REQUEST_TIMEOUT, and the outcome is recorded well within it.
+LEASE = timedelta(seconds=4 * REQUEST_TIMEOUT + 10)
 
 
 #: How far a receiver should accept a signature's timestamp from its own clock.
@@ -87,21 +87,18 @@ def add(
 
 
 def remove(webhook_id: int, *, actor: str = "system", engine=None) -> Webhook:
-    """Stop sending to a webhook: it is deactivated (kept for the record) and whatever
-    is still waiting in its outbox is cancelled."""
+    """Stop sending to a webhook: it is deactivated (kept for the record), whatever is
+    still waiting in its outbox is cancelled, and this returns once no POST to it is in
+    flight in any process: after it, the webhook receives nothing more."""
+    engine = engine or store.get_engine()
     with store.write(engine) as tx:
         hook = tx.session.get(Webhook, webhook_id)
         if hook is None:
             raise NotFound(f"no webhook {webhook_id}")
         if hook.active:
             hook.active = False
-            cancelled = tx.execute(
-                update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == DeliveryStatus.PENDING
-                )
-                .values(status=DeliveryStatus.CANCELLED)
-            ).rowcount
+            tx.session.flush()
+            cancelled = outbox.cancel(tx, webhook_id=webhook_id)
             events.record(
                 tx,
                 EventKind.WEBHOOK_REMOVED,
@@ -109,6 +106,8 @@ def remove(webhook_id: int, *, actor: str = "system", engine=None) -> Webhook:
                 queue=hook.queue,
                 after={"id": webhook_id, "url": hook.url, "cancelled_deliveries": cancelled},
             )
+    if not outbox.wait_sent(engine, webhook_id=webhook_id, timeout=LEASE.total_seconds()):
+        log.warning("webhook %s: a delivery was still in flight when its lease ran out", webhook_id)
     return hook
 
 
@@ -186,27 +185,46 @@ def _send(client: httpx.Client, row, settings) -> tuple[str | None, bool]:
     return (None if 200 <= resp.status_code < 300 else f"HTTP {resp.status_code}"), True
 
 
-def deliver_due(*, engine=None, client: httpx.Client | None = None, limit: int = 50) -> int:
-    """Send what is due once; returns how many deliveries it leased.
+#: Deliveries sent by this process, by outcome (the per-process figures of /metrics).
+SENT = {"delivered": 0, "failed": 0, "unreachable": 0}
 
-    A receiver that cannot be reached is tried once per round: its other due deliveries
-    wait for the same back-off, untried. Every outcome of the round is recorded in one
-    transaction, so a dead receiver costs the reviewers two short writes a round."""
+
+def deliver_due(*, engine=None, client: httpx.Client | None = None, limit: int = 50) -> int:
+    """Send what is due, one delivery at a time, until nothing more is due or ``limit``
+    deliveries were tried; returns how many were tried.
+
+    Each delivery is taken on its own (``outbox.claim`` re-checks its webhook and item in
+    that statement), POSTed, and its outcome recorded before the next is taken: nothing
+    this process holds can outlast its lease, and a webhook removed or an item erased
+    is never sent to after the change commits. A receiver that cannot be reached is
+    tried once per round: its other due deliveries wait for its back-off, untried."""
     engine = engine or store.get_engine()
     settings = store.settings_of(engine)
-    rows = outbox.lease_due(engine, limit, LEASE)
-    if not rows:
-        return 0
     own = client is None
     client = client or httpx.Client(timeout=REQUEST_TIMEOUT, follow_redirects=False)
-    outcomes, unreachable = [], {}
+    tried, unreachable, passed_over = 0, set(), set()
     try:
-        for row in rows:
-            if row.webhook_id in unreachable:
-                outcomes.append((row, unreachable[row.webhook_id], False))
-                continue
-            error, reached = _send(client, row, settings)
-            if error:
+        while tried < limit:
+            progress = False
+            for delivery_id, webhook_id in outbox.due(engine, limit):
+                if tried >= limit:
+                    break
+                if delivery_id in passed_over:
+                    continue
+                if webhook_id in unreachable:  # untried: it waits for its receiver's back-off
+                    passed_over.add(delivery_id)
+                    continue
+                row = outbox.claim(engine, delivery_id, LEASE)
+                if row is None:
+                    continue
+                error, reached = _send(client, row, settings)
+                outbox.finish(engine, row, error)
+                tried += 1
+                progress = True
+                if error is None:
+                    SENT["delivered"] += 1
+                    continue
+                SENT["failed" if reached else "unreachable"] += 1
                 log.warning(
                     "webhook delivery %s (webhook %s) failed, attempt %s: %s",
                     row.id,
@@ -215,41 +233,38 @@ def deliver_due(*, engine=None, client: httpx.Client | None = None, limit: int =
                     error,
                 )
                 if not reached:
-                    unreachable[row.webhook_id] = error
-            outcomes.append((row, error, True))
+                    unreachable.add(row.webhook_id)
+            if not progress:
+                break
     finally:
         if own:
             client.close()
-        outbox.finish_many(engine, outcomes)
-    return len(rows)
+        if passed_over:
+            outbox.postpone(engine, sorted(passed_over), clock.now() + outbox.backoff(1))
+    return tried
+
+
+def worker_job(*, interval: float = 1.0) -> jobs.Job:
+    """Webhook delivery as a background job: every process runs it, the work splits by
+    row (``outbox.claim``)."""
+    client = httpx.Client(timeout=REQUEST_TIMEOUT, follow_redirects=False)
+    return jobs.Job(
+        "webhooks",
+        lambda engine: deliver_due(engine=engine, client=client) >= 50,
+        interval,
+        led=False,
+    )
 
 
 class Worker:
     """Delivers due webhooks in a background thread until stopped."""
 
     def __init__(self, engine=None, interval: float = 1.0):
-        self.engine = engine
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._runner = jobs.Runner([worker_job(interval=interval)], engine)
 
     def start(self) -> Worker:
-        self._thread = threading.Thread(target=self.run, name="reviewqueue-webhooks", daemon=True)
-        self._thread.start()
+        self._runner.start()
         return self
 
-    def run(self) -> None:
-        with httpx.Client(timeout=REQUEST_TIMEOUT, follow_redirects=False) as client:
-            while not self._stop.is_set():
-                try:
-                    full = deliver_due(engine=self.engine, client=client) >= 50
-                except Exception:  # keep delivering whatever one round hit
-                    log.exception("webhook delivery round failed")
-                    full = False
-                if not full:  # a full round means more is due now; otherwise rest
-                    self._stop.wait(self.interval)
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=REQUEST_TIMEOUT + 5)
+        self._runner.stop(timeout=REQUEST_TIMEOUT + 5)

@@ -101,6 +101,10 @@ def db_url(request, tmp_path, monkeypatch):
         _truncate_pg(url)
     monkeypatch.setenv("REVIEWQUEUE_DATABASE_URL", url)
     monkeypatch.setenv("REVIEWQUEUE_EXPORT_DIR", str(tmp_path / "exports"))
+    # Each test's database is new: so are its server key and the file anchoring its audit
+    # seals (absolute paths: some tests change the working folder).
+    monkeypatch.setenv("REVIEWQUEUE_AUDIT_ANCHOR_FILE", str(tmp_path / "audit-anchor.log"))
+    monkeypatch.setenv("REVIEWQUEUE_SECRET_KEY_FILE", str(tmp_path / "secret.key"))
     # Tests read their own writes: no cached counts (tests/test_cache.py covers the cache).
     monkeypatch.setenv("REVIEWQUEUE_COUNTS_MAX_AGE", "0")
     get_settings.cache_clear()
@@ -193,7 +197,7 @@ def api(db_url, engine):
 
     from reviewqueue.api.app import create_app
 
-    with TestClient(create_app(db_url, webhook_worker=False), raise_server_exceptions=False) as client:
+    with TestClient(create_app(db_url, background=False), raise_server_exceptions=False) as client:
         yield client
 
 
@@ -234,9 +238,7 @@ def live_server(db_url, engine):
 
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(db_url, webhook_worker=False), host="127.0.0.1", port=port, log_level="warning"
-        )
+        uvicorn.Config(create_app(db_url, background=False), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

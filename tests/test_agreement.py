@@ -101,7 +101,7 @@ def test_agreement_and_disputes_over_http_cli_and_metrics(engine, db_url, pair, 
     r = api.get(f"/v1/queues/{pair}/disputes", headers=read)
     assert r.status_code == 200 and [d["id"] for d in r.json()] == [disputed]
     assert {rv["reviewer"] for rv in r.json()[0]["reviews"]} == {"ann", "bob"}
-    assert 'reviewqueue_disputes_open{queue="pair"} 1.0' in api.get("/metrics").text
+    assert 'reviewqueue_disputes_open{queue="pair",scope="cluster"} 1.0' in api.get("/metrics").text
 
     # Adjudication: review scope, and a lead or admin behind the token.
     body = {"decision": {"verdict": "reject", "reason": "incorrect", "comment": "settled"}}

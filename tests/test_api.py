@@ -29,14 +29,14 @@ def post_json(api, path, body, headers):
 
 def test_healthz(api, monkeypatch):
     assert api.get("/healthz").json() == {"status": "ok"}
-    from reviewqueue import store
 
-    def down(_engine=None):
+    def down():
         raise ConnectionError("database is down")
 
-    monkeypatch.setattr(store, "ping", down)
+    monkeypatch.setattr(api.app.state.probe, "check", down)
     r = api.get("/healthz")
     assert r.status_code == 503 and r.json()["status"] == "unavailable"
+    assert api.get("/livez").json() == {"status": "alive"}  # the database is not asked
 
 
 def test_post_item_then_duplicate(api, setup):
@@ -202,15 +202,23 @@ def test_metrics(api, setup):
     item_id = api.post("/v1/queues/support/claim", headers=setup["review"]).json()["id"]
     api.post(f"/v1/items/{item_id}/decision", json={"verdict": "approve"}, headers=setup["review"])
     text = api.get("/metrics").text
-    assert 'reviewqueue_items_ingested_total{queue="support",route="below_threshold"} 1.0' in text
-    assert 'reviewqueue_items_ingested_total{queue="support",route="auto_accepted"} 1.0' in text
-    assert 'reviewqueue_decisions_total{queue="support",verdict="approve"} 1.0' in text
-    assert 'reviewqueue_backlog_items{queue="support"} 0.0' not in text  # nothing waiting: no series
-    assert "reviewqueue_oldest_pending_age_seconds" in text
+    # Figures read from the shared database say so (scope="cluster": take one, never a
+    # sum over nodes); this process's own say scope="process" (sum them).
     assert (
-        'reviewqueue_http_request_duration_seconds_bucket{le="0.001",method="POST",route="/v1/items/batch"'
+        'reviewqueue_items_ingested_total{queue="support",route="below_threshold",scope="cluster"} 1.0'
         in text
     )
+    assert (
+        'reviewqueue_items_ingested_total{queue="support",route="auto_accepted",scope="cluster"} 1.0' in text
+    )
+    assert 'reviewqueue_decisions_total{queue="support",scope="cluster",verdict="approve"} 1.0' in text
+    assert 'reviewqueue_backlog_items{queue="support",scope="cluster"} 0.0' not in text  # nothing waiting
+    assert "reviewqueue_oldest_pending_age_seconds" in text
+    assert (
+        'reviewqueue_http_request_duration_seconds_bucket{le="0.001",method="POST",route="/v1/items/batch",'
+        'scope="process"' in text
+    )
+    assert 'reviewqueue_webhook_deliveries_total{outcome="delivered",scope="process"}' in text
 
 
 def test_openapi_and_docs(api):

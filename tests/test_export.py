@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from reviewqueue import export, ingest, review, textdiff
+from reviewqueue.errors import ValidationFailed
 from reviewqueue.export import COLUMNS, run, slices
 from reviewqueue.export.writers import arrow_text
 from reviewqueue.models import ExportRun, Review
@@ -232,7 +233,7 @@ def test_failed_export_leaves_no_file_and_keeps_watermark(engine, decided, tmp_p
         export.export(tmp_path, fmt="parquet", engine=engine)
     assert not list(tmp_path.glob("*/support/**/data.*"))
     assert not list((tmp_path / ".partial").iterdir())
-    assert export.watermark(export.default_feed(tmp_path, "parquet", ""), "support", engine=engine) is None
+    assert export.watermark(export.default_feed("parquet", ""), "support", engine=engine) is None
 
 
 def test_killed_export_leaves_no_file(engine, queue, tmp_path, db_url, fake_clock):
@@ -263,7 +264,7 @@ def test_killed_export_leaves_no_file(engine, queue, tmp_path, db_url, fake_cloc
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not list(tmp_path.glob("*/support/**/data.*"))
-    assert export.watermark(export.default_feed(tmp_path, "jsonl", ""), "support", engine=engine) is None
+    assert export.watermark(export.default_feed("jsonl", ""), "support", engine=engine) is None
     leftovers = list((tmp_path / ".partial").iterdir())
     assert leftovers  # the killed run's half-written file, outside the dataset
     fake_clock.advance(2)  # past PostgreSQL's one-second settling margin
@@ -414,7 +415,7 @@ def test_a_failed_parallel_export_leaves_no_file_and_keeps_the_watermark(
         export.export(tmp_path, fmt="parquet", engine=engine, workers=2)
     assert not list(tmp_path.glob("*/support/*/data.*"))
     assert not list((tmp_path / ".partial").iterdir())
-    assert export.watermark(export.default_feed(tmp_path, "parquet", ""), "support", engine=engine) is None
+    assert export.watermark(export.default_feed("parquet", ""), "support", engine=engine) is None
 
 
 # --- feeds ------------------------------------------------------------------------------
@@ -433,7 +434,9 @@ def _ids(results):
 
 def test_feeds_do_not_take_decisions_from_each_other(engine, queue, tmp_path, fake_clock):
     """A reviewer's export into the default folder, and any ad-hoc export, leave the
-    team's incremental feed in another folder untouched (the first-day defect)."""
+    team's incremental feed in another folder untouched (the first-day defect): the
+    default feed refuses a second folder, with what to do, and a named feed has its own
+    watermark."""
     _decide_n(engine, 0, 4)
     fake_clock.advance(2)
     reviewer = export.export(tmp_path / "data-exports", fmt="parquet", engine=engine)
@@ -441,7 +444,9 @@ def test_feeds_do_not_take_decisions_from_each_other(engine, queue, tmp_path, fa
         tmp_path / "data-exports", fmt="parquet", since=datetime(2000, 1, 1, tzinfo=UTC), engine=engine
     )
     export.export(tmp_path / "srv", fmt="parquet", week_spec="2026-W47", engine=engine)
-    [cron] = export.export(tmp_path / "srv", fmt="parquet", engine=engine)
+    with pytest.raises(ValidationFailed, match="--feed NAME"):
+        export.export(tmp_path / "srv", fmt="parquet", engine=engine)
+    [cron] = export.export(tmp_path / "srv", fmt="parquet", feed="cron", engine=engine)
     assert reviewer[0].rows == 4 and cron.rows == 4
     # Named feeds, even into one folder, each keep their own watermark.
     [a] = export.export(tmp_path / "shared", fmt="jsonl", feed="team-a", engine=engine)
@@ -459,7 +464,7 @@ def test_ad_hoc_exports_move_no_watermark(engine, queue, tmp_path, fake_clock):
     export.export(tmp_path, fmt="csv", since=datetime(2000, 1, 1, tzinfo=UTC), engine=engine)
     wk = datetime.now(UTC).isocalendar()
     export.export(tmp_path, fmt="csv", week_spec=f"{wk.year}-W{wk.week:02d}", engine=engine)
-    assert export.watermark(export.default_feed(tmp_path, "csv", ""), "support", engine=engine) is None
+    assert export.watermark(export.default_feed("csv", ""), "support", engine=engine) is None
     with pytest.raises(Exception, match="feed"):
         export.export(tmp_path, fmt="csv", week_spec="2026-W01", feed="x", engine=engine)
 
@@ -527,6 +532,10 @@ def test_killed_at_any_step_the_next_run_neither_repeats_nor_skips(
         timeout=120,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
+    # Until its pending_until the killed run is left alone: its process might be on
+    # another host, still moving the file; the database says how long to wait.
+    assert export.recover(engine) == []
+    fake_clock.advance(run.PENDING.total_seconds() + 1)
     _decide_n(engine, 5, 3)
     fake_clock.advance(2)
     export.export(tmp_path, fmt="jsonl", engine=engine)

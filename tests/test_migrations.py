@@ -127,6 +127,8 @@ def test_0005_and_0006_upgrade_a_database_in_use(tmp_path, monkeypatch):
     from reviewqueue import keys
 
     assert secret.startswith("enc:v1:") and keys.unseal(secret, get_settings()) == "plain-secret"
-    assert feed == "jsonl@/srv/out"  # the old folder's default feed continues
+    # 0005 named the old folder's default feed after it; 0010 names default feeds after
+    # their format (and filter) only, so every host's cron line continues the same feed.
+    assert feed == "jsonl"
     engine.dispose()
     get_settings.cache_clear()

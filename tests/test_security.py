@@ -239,11 +239,11 @@ def test_metrics_can_require_a_token(db_url, engine, make_token):
     from reviewqueue.settings import Settings
 
     headers = make_token("read")
-    app = create_app(db_url, settings=Settings(database_url=db_url, metrics_token=True), webhook_worker=False)
+    app = create_app(db_url, settings=Settings(database_url=db_url, metrics_token=True), background=False)
     with TestClient(app) as client:
         assert client.get("/metrics").status_code == 401
         assert client.get("/metrics", headers=headers).status_code == 200
-    with TestClient(create_app(db_url, webhook_worker=False)) as client:
+    with TestClient(create_app(db_url, background=False)) as client:
         assert client.get("/metrics").status_code == 200  # open unless asked for
 
 

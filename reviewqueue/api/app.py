@@ -8,19 +8,23 @@ Run it with ``reviewqueue api`` (uvicorn), or ``uvicorn --factory reviewqueue.ap
 from __future__ import annotations
 
 import gc
+import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
 
-from .. import __version__, audit, ingest, retention, store, webhooks
+from .. import __version__, cluster, ingest, store
+from .. import background as _background
 from ..groupcommit import GroupCommit
 from ..settings import Settings, get_settings
-from . import errors, limits, prometheus
+from . import errors, lifecycle, limits, prometheus
 from .routes import audit as audit_routes
 from .routes import items, ops, queues, review
 
+log = logging.getLogger("reviewqueue.api")
 _heap_frozen = False
 
 
@@ -38,39 +42,45 @@ def _freeze_start_up_heap() -> None:
 
 
 def create_app(
-    database_url: str | None = None, *, settings: Settings | None = None, webhook_worker: bool | None = None
+    database_url: str | None = None, *, settings: Settings | None = None, background: bool | None = None
 ) -> FastAPI:
     """The API. Given ``settings``, it uses an engine of its own made with them;
-    otherwise the process-wide engine of ``database_url``."""
+    otherwise the process-wide engine of ``database_url``. ``background`` runs the
+    deployment's background jobs in this process too (default: when
+    ``REVIEWQUEUE_BACKGROUND=1``, which ``reviewqueue api`` and ``up`` set)."""
     own_engine = settings is not None
     settings = settings or get_settings()
-    if webhook_worker is None:  # set by `reviewqueue api` / `up` for their uvicorn workers
-        webhook_worker = os.environ.get("REVIEWQUEUE_WEBHOOK_WORKER") == "1"
+    if background is None:
+        background = os.environ.get("REVIEWQUEUE_BACKGROUND") == "1"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         url = database_url or settings.database_url
         app.state.engine = store.make_engine(url, settings=settings) if own_engine else store.get_engine(url)
         store.upgrade(app.state.engine)
+        cluster.check_key(engine=app.state.engine)  # refuses to start with another host's key
+        app.state.probe = store.Probe(app.state.engine)
+        app.state.probe_thread = ThreadPoolExecutor(1, thread_name_prefix="reviewqueue-readyz")
+        if not store.is_sqlite(app.state.engine):
+            log.info(
+                "connection budget: at most %d PostgreSQL connections from this process (pool %d + "
+                "overflow %d, and 1 for /readyz); REVIEWQUEUE_DB_POOL_SIZE and REVIEWQUEUE_DB_MAX_OVERFLOW set it",
+                store.connection_budget(app.state.engine) + 1,
+                settings.db_pool_size,
+                settings.db_max_overflow,
+            )
         # Concurrent writes (ingest, claim, release, decide) share transactions.
         app.state.writes = GroupCommit(app.state.engine)
         app.state.submit_each = partial(ingest.submit_each, engine=app.state.engine)
-        # The background work of a deployment: webhook delivery, sealing the audit log,
-        # purging content past its retention (run by `reviewqueue api` and `up`).
-        background = (
-            [
-                webhooks.Worker(app.state.engine).start(),
-                audit.Sealer(app.state.engine).start(),
-                retention.Purger(app.state.engine).start(),
-            ]
-            if webhook_worker
-            else []
-        )
+        # Webhook delivery, sealing the audit log, purging content past its retention.
+        runner = _background.start(app.state.engine) if background else None
         _freeze_start_up_heap()
         yield
-        for worker in background:
-            worker.stop()
+        if runner is not None:
+            runner.stop()
         app.state.writes.stop()
+        app.state.probe_thread.shutdown(wait=False)
+        app.state.probe.close()
         if own_engine:
             store.dispose(app.state.engine)
 
@@ -89,6 +99,7 @@ def create_app(
         return settings.max_request_bytes
 
     app.add_middleware(limits.BodySizeLimit, limit_for=limit_for, timeout=settings.body_timeout_seconds)
+    app.add_middleware(lifecycle.Lifecycle, pool_timeout=settings.db_pool_timeout)
     app.add_middleware(prometheus.Timing)
     # Each concept's routes are written on its own APIRouter (routes/) and added to the
     # app's router as they are, not through include_router: FastAPI resolves an

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from ..errors import AuthenticationFailed, QueueNotFound, ReviewQueueError
+from ..errors import AuthenticationFailed, QueueNotFound, ReviewQueueError, Unavailable
 
 log = logging.getLogger("reviewqueue.api")
 
@@ -34,7 +34,11 @@ def _with_hint(exc: ReviewQueueError):
 def install(app: FastAPI) -> None:
     @app.exception_handler(ReviewQueueError)
     async def domain_error(_request: Request, exc: ReviewQueueError):
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationFailed) else None
+        headers = None
+        if isinstance(exc, AuthenticationFailed):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, Unavailable):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse({"detail": _with_hint(exc)}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

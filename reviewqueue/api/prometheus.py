@@ -1,5 +1,14 @@
-"""``/metrics`` in Prometheus text format. Queue figures are read from the database at
-scrape time (the same in every worker); request latency is this process's own."""
+"""``/metrics`` in Prometheus text format.
+
+Every series says whose figure it is in its ``scope`` label:
+
+- ``scope="cluster"``: read from the shared database at scrape time (queue counts,
+  backlog, disputes, quality), so every process of a deployment reports the same
+  value. Take one (``max by (queue)``), never a sum: summed over N nodes they count N
+  times.
+- ``scope="process"``: this process's own (request latency, webhook deliveries it
+  sent). Sum them over the processes (``sum by (route)``).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +17,20 @@ import time
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .. import agreement, metrics, quality
+from .. import agreement, metrics, quality, webhooks
 
 REGISTRY = CollectorRegistry()
 LATENCY = Histogram(
     "reviewqueue_http_request_duration_seconds",
-    "HTTP request latency",
-    ["method", "route", "status"],
+    "HTTP request latency (this process)",
+    ["method", "route", "status", "scope"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
 
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:
-    LATENCY.labels(method, route, str(status)).observe(seconds)
+    LATENCY.labels(method, route, str(status), "process").observe(seconds)
 
 
 class Timing:
@@ -58,48 +67,63 @@ class _QueueCollector:
     def collect(self):
         if self.engine is None:
             return
+        c = "cluster"
         ingested = CounterMetricFamily(
-            "reviewqueue_items_ingested", "Items ingested", labels=["queue", "route"]
+            "reviewqueue_items_ingested",
+            "Items ingested (cluster: the same on every node)",
+            labels=["queue", "route", "scope"],
         )
         for (queue, route), n in metrics.ingested_by_route(engine=self.engine).items():
-            ingested.add_metric([queue, route], n)
+            ingested.add_metric([queue, route, c], n)
         yield ingested
         decided = CounterMetricFamily(
-            "reviewqueue_decisions", "Decisions (not undone)", labels=["queue", "verdict"]
+            "reviewqueue_decisions", "Decisions, not undone (cluster)", labels=["queue", "verdict", "scope"]
         )
         for (queue, verdict), n in metrics.decisions_by_verdict(engine=self.engine).items():
-            decided.add_metric([queue, verdict], n)
+            decided.add_metric([queue, verdict, c], n)
         yield decided
         backlog = metrics.backlog(engine=self.engine)
         waiting = GaugeMetricFamily(
-            "reviewqueue_backlog_items", "Items waiting for review (pending or in review)", labels=["queue"]
+            "reviewqueue_backlog_items",
+            "Items waiting for review, pending or in review (cluster)",
+            labels=["queue", "scope"],
         )
         oldest = GaugeMetricFamily(
-            "reviewqueue_oldest_pending_age_seconds", "Age of the oldest waiting item", labels=["queue"]
+            "reviewqueue_oldest_pending_age_seconds",
+            "Age of the oldest waiting item (cluster)",
+            labels=["queue", "scope"],
         )
         for queue, b in backlog.items():
-            waiting.add_metric([queue], b["waiting"])
-            oldest.add_metric([queue], b["oldest_age_seconds"])
+            waiting.add_metric([queue, c], b["waiting"])
+            oldest.add_metric([queue, c], b["oldest_age_seconds"])
         yield waiting
         yield oldest
         disputes = GaugeMetricFamily(
             "reviewqueue_disputes_open",
-            "Items whose reviewers disagree, waiting for a lead",
-            labels=["queue"],
+            "Items whose reviewers disagree, waiting for a lead (cluster)",
+            labels=["queue", "scope"],
         )
         for queue, n in agreement.disputes_open(engine=self.engine).items():
-            disputes.add_metric([queue], n)
+            disputes.add_metric([queue, c], n)
         yield disputes
         error = GaugeMetricFamily(
             "reviewqueue_auto_accepted_error",
             "Estimated error rate of the outputs that went out unreviewed (from the audit sample), "
-            "and the upper bound of its 95% interval",
-            labels=["queue", "bound"],
+            "and the upper bound of its 95% interval (cluster)",
+            labels=["queue", "bound", "scope"],
         )
         for queue, (estimate, upper) in quality.auto_accepted_error_gauge(engine=self.engine).items():
-            error.add_metric([queue, "estimate"], estimate)
-            error.add_metric([queue, "upper"], upper)
+            error.add_metric([queue, "estimate", c], estimate)
+            error.add_metric([queue, "upper", c], upper)
         yield error
+        sent = CounterMetricFamily(
+            "reviewqueue_webhook_deliveries",
+            "Webhook POSTs this process made, by outcome (process)",
+            labels=["outcome", "scope"],
+        )
+        for outcome, n in webhooks.SENT.items():
+            sent.add_metric([outcome, "process"], n)
+        yield sent
 
 
 _collector = _QueueCollector()

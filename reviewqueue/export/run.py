@@ -6,9 +6,9 @@ One folder per format and queue is one dataset (Arrow, pandas and DuckDB skip fi
 whose names start with ``_``).
 
 Feeds: an incremental export belongs to a named feed (``--feed``; by default one per
-output folder, format and verdict filter) and continues from that feed's last run, so
-two feeds never take decisions from each other. Week and range exports never move any
-watermark.
+format and verdict filter, stored in the database) and continues from that feed's last
+run, so two feeds never take decisions from each other. Week and range exports never
+move any watermark.
 
 A run and its file move together. The file is written under ``OUT/.partial/``; then,
 in one transaction, the run is recorded with its final path and the partial path it is
@@ -29,13 +29,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from .. import __version__, clock, events, store
 from ..errors import Conflict, invalid
 from ..models import ExportRun, Queue
 from ..store import queries
 from ..vocab import EventKind, Verdict
+from . import partials
 from .columns import COLUMNS, FORMATS, JSON_AS_TEXT, SCHEMA_VERSION
 from .periods import Period, settled_until, span, week
 from .rows import read_rows
@@ -44,6 +45,9 @@ from .writers import Writer
 
 MANIFEST = "_manifest.json"
 INCREMENTAL = "incremental"
+#: How long a recorded run's own process has to move its file into place (a rename
+#: and an fsync) before any process may finish or forget it.
+PENDING = timedelta(seconds=60)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -75,10 +79,12 @@ class ExportResult:
     feed: str | None = None
 
 
-def default_feed(out: Path, fmt: str, verdict_key: str) -> str:
-    """The feed an incremental export belongs to when none is named: one per output
-    folder, format and verdict filter."""
-    return f"{fmt}{'+' + verdict_key if verdict_key else ''}@{out.resolve()}"
+def default_feed(fmt: str, verdict_key: str) -> str:
+    """The feed an incremental export belongs to when none is named: one per format and
+    verdict filter (its watermark is per queue). Never a local path: every host running
+    the same cron line must continue the same feed (two hosts once each exported part
+    of a dataset, to folders of the same name)."""
+    return f"{fmt}{'+' + verdict_key if verdict_key else ''}"
 
 
 def watermark(feed: str, queue: str, *, engine) -> datetime | None:
@@ -133,10 +139,10 @@ def export(
         raise invalid("queue", f"unknown queue(s): {', '.join(missing)}")
     verdict_key = ",".join(sorted(verdicts or []))
     if not ad_hoc:
-        feed = feed or default_feed(out, fmt, verdict_key)
-        _check_feed(feed, fmt, verdict_key, engine)
+        feed = feed or default_feed(fmt, verdict_key)
+        _check_feed(feed, fmt, verdict_key, out, engine)
     recover(engine)
-    clean_partials(out)
+    clean_partials(out, engine=engine)
     results = []
     for queue in targets:
         if week_spec:
@@ -166,8 +172,10 @@ def export(
     return results
 
 
-def _check_feed(feed: str, fmt: str, verdict_key: str, engine) -> None:
-    """A feed always writes the same format and verdicts."""
+def _check_feed(feed: str, fmt: str, verdict_key: str, out: Path, engine) -> None:
+    """A feed always writes the same format and verdicts, to one folder, which every
+    host that continues it must see: otherwise each folder would hold only part of the
+    feed (two hosts running the same cron line once split a dataset 2,984 + 72)."""
     with store.read(engine) as tx:
         last = tx.session.scalars(
             select(ExportRun).where(ExportRun.feed == feed).order_by(ExportRun.id.desc()).limit(1)
@@ -180,6 +188,28 @@ def _check_feed(feed: str, fmt: str, verdict_key: str, engine) -> None:
             f"feed {feed!r} exports {last.format} ({last.verdicts or 'all verdicts'}); "
             "an export of another shape needs a feed of its own",
         )
+    place = _out_of(Path(last.path), fmt)
+    if place is not None and place != out:
+        raise invalid(
+            "feed",
+            f"feed {feed!r} writes to {place}; this export would write to {out}, and each folder would hold "
+            f"only part of it: export to {place}, or name a feed of its own for this folder (--feed NAME)",
+        )
+    if last.host and last.host != partials.HOST and not Path(last.path).exists():
+        raise invalid(
+            "feed",
+            f"feed {feed!r} last wrote {last.path} on host {last.host}, and that file is not visible here: this "
+            "host's folder would hold only part of the feed. Run the feed's export on one host, or put the "
+            "export folder on storage every host shares",
+        )
+
+
+def _out_of(data_file: Path, fmt: str) -> Path | None:
+    """The export folder a run's file is in (``OUT/<format>/<queue>/<period>/data.<ext>``)."""
+    parts = data_file.parts
+    if len(parts) < 5 or parts[-4] != fmt:
+        return None
+    return Path(*parts[:-4])
 
 
 def _export_one(
@@ -199,8 +229,8 @@ def _export_one(
     partial_dir.mkdir(parents=True, exist_ok=True)
     name = f"data.{FORMATS[fmt]}"
     token = f"{queue}.{period.label}.{fmt}.{uuid.uuid4().hex[:8]}"
-    tmp = partial_dir / f"{token}.data.{os.getpid()}"
-    tmp_manifest = partial_dir / f"{token}.manifest.{os.getpid()}"
+    tmp = partial_dir / f"{token}.data.{partials.suffix()}"
+    tmp_manifest = partial_dir / f"{token}.manifest.{partials.suffix()}"
     if fmt == "chat-jsonl":  # a fine-tuning record needs a reference output
         verdicts = [v for v in verdicts or (Verdict.APPROVE, Verdict.CORRECT) if v != Verdict.REJECT]
     writer = Writer(tmp, fmt)
@@ -295,6 +325,8 @@ def _record(engine, queue, fmt, verdict_key, period, feed, rows, target, tmp, di
             rows=rows,
             path=str(target),
             pending_path=str(tmp),
+            pending_until=clock.now() + PENDING,
+            host=partials.HOST,
             sha256=digest,
             created_by=actor,
         )
@@ -346,38 +378,38 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _alive(path: Path) -> bool:
-    try:
-        os.kill(int(path.name.rsplit(".", 1)[-1]), 0)
-        return True
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-
-
 def recover(engine) -> list[int]:
-    """Finish what killed runs left half done: a recorded run whose file is still partial
-    is moved into place, or, when its partial file is gone, forgotten (its period will
-    be exported again). Returns the ids of the runs it touched."""
+    """Finish what killed runs left half done, judged by the database alone: a recorded
+    run still partial after its ``pending_until`` (its process, on whichever host, had
+    that long to move the file into place) is moved into place, or, when its partial
+    file is not here, forgotten (its period will be exported again). Returns the ids
+    of the runs it touched."""
     with store.read(engine) as tx:
         pending = tx.execute(
             select(ExportRun.id, ExportRun.pending_path, ExportRun.path, ExportRun.sha256).where(
-                ExportRun.pending_path.is_not(None)
+                ExportRun.pending_path.is_not(None),
+                or_(ExportRun.pending_until.is_(None), ExportRun.pending_until < clock.now()),
             )
         ).all()
     touched = []
     for run_id, pending_path, path, digest in pending:
         tmp, target = Path(pending_path), Path(path)
-        if _alive(tmp):
-            continue  # its own process is still finishing it
         if tmp.exists() or (target.exists() and sha256_of(target) == digest):
             _move_into_place(engine, run_id, tmp, target, digest)
         else:
             with store.write(engine) as tx:
-                tx.execute(delete(ExportRun).where(ExportRun.id == run_id))
+                tx.execute(
+                    delete(ExportRun).where(ExportRun.id == run_id, ExportRun.pending_path.is_not(None))
+                )
         touched.append(run_id)
     return touched
+
+
+def _pending_files(engine) -> set[str]:
+    with store.read(engine) as tx:
+        return set(
+            tx.execute(select(ExportRun.pending_path).where(ExportRun.pending_path.is_not(None))).scalars()
+        )
 
 
 def runs(*, limit: int = 100, engine=None) -> list[ExportRun]:
@@ -385,13 +417,15 @@ def runs(*, limit: int = 100, engine=None) -> list[ExportRun]:
         return list(tx.session.scalars(select(ExportRun).order_by(ExportRun.id.desc()).limit(limit)))
 
 
-def clean_partials(out_dir: str | Path) -> list[Path]:
+def clean_partials(out_dir: str | Path, *, engine=None) -> list[Path]:
     """Remove what killed runs left under ``OUT/.partial`` before recording anything:
-    files whose writing process (the pid ends the name) is gone. Run :func:`recover`
-    first: it moves the partial files of recorded runs into place."""
+    files whose writing process is gone (``partials.abandoned``), except the files of
+    recorded runs still waiting to be moved into place (:func:`recover` does that)."""
+    keep = _pending_files(engine or store.get_engine())
+    keep |= {p.replace(".data.", ".manifest.", 1) for p in keep}
     removed = []
     for path in (Path(out_dir) / ".partial").glob("*"):
-        if _alive(path) or not path.name.rsplit(".", 1)[-1].isdigit():
+        if str(path) in keep or not partials.abandoned(path):
             continue
         path.unlink(missing_ok=True)
         removed.append(path)

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from .. import clock, store
 from ..models import Review
+from . import partials
 from .columns import JSON_AS_TEXT
 from .periods import Period
 from .rows import read_rows
@@ -162,7 +163,7 @@ def write_slices(
 ) -> None:
     url = engine.url.render_as_string(hide_password=False)
     run = uuid.uuid4().hex[:8]  # two exports of one queue in one process must not share parts
-    parts = [partial_dir / f"{queue}.{run}.part{k}.{os.getpid()}" for k in range(len(slices))]
+    parts = [partial_dir / f"{queue}.{run}.part{k}.{partials.suffix()}" for k in range(len(slices))]
     ahead = 2 * workers  # slices queued at once: every worker busy, at most two parts each on disk
 
     def send(k: int) -> None:

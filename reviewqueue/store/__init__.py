@@ -12,15 +12,27 @@ Domain modules import from here (``from . import store``), never from the submod
 internals, and never reach for a driver connection themselves (``tests/test_layers.py``).
 """
 
-from .engine import dispose, dispose_engines, get_engine, is_sqlite, make_engine, normalise_url, settings_of
+from .engine import (
+    connection_budget,
+    dispose,
+    dispose_engines,
+    get_engine,
+    is_sqlite,
+    make_engine,
+    normalise_url,
+    settings_of,
+)
+from .health import Probe
 from .migrate import current_revision, downgrade, upgrade
 from .sql import Query, sqlite_time, time_param
 from .stream import ping, settled_before, stream_tuples
-from .transactions import Tx, group, read, write
+from .transactions import Tx, group, read, request_deadline, write
 
 __all__ = [
+    "Probe",
     "Query",
     "Tx",
+    "connection_budget",
     "current_revision",
     "dispose",
     "dispose_engines",
@@ -32,6 +44,7 @@ __all__ = [
     "normalise_url",
     "ping",
     "read",
+    "request_deadline",
     "settings_of",
     "settled_before",
     "sqlite_time",

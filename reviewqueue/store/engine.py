@@ -9,6 +9,7 @@ A background thread checkpoints the WAL, so no reviewer's commit pays for a chec
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -21,7 +22,10 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 from sqlmodel import create_engine
 
+from .. import clock
 from ..settings import Settings, get_settings
+
+log = logging.getLogger("reviewqueue.store")
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -56,6 +60,7 @@ def settings_of(engine: Engine) -> Settings:
 def make_engine(url: str, *, pool: bool = True, settings: Settings | None = None) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
+    limits = settings or get_settings()
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -65,14 +70,31 @@ def make_engine(url: str, *, pool: bool = True, settings: Settings | None = None
             json_serializer=json_dumps,
             # Room for the API's thread pool: connections beyond the pool are closed
             # when returned, and opening one (with its PRAGMAs) costs more than a read.
-            **({"pool_size": 20, "max_overflow": 20} if pool else {"poolclass": NullPool}),
+            # (A file has no server-side connection limit: REVIEWQUEUE_DB_POOL_SIZE is
+            # PostgreSQL's.)
+            **(
+                {"pool_size": 20, "max_overflow": 20, "pool_timeout": limits.db_pool_timeout}
+                if pool
+                else {"poolclass": NullPool}
+            ),
         )
         _configure_sqlite(engine)
         if pool and parsed.database and parsed.database != ":memory:":
             _start_checkpointer(engine, parsed.database)
     else:
-        kwargs = {"pool_size": 10, "max_overflow": 20} if pool else {"poolclass": NullPool}
-        engine = create_engine(url, json_serializer=json_dumps, **kwargs)
+        kwargs = (
+            {
+                "pool_size": limits.db_pool_size,
+                "max_overflow": limits.db_max_overflow,
+                "pool_timeout": limits.db_pool_timeout,
+            }
+            if pool
+            else {"poolclass": NullPool}
+        )
+        # A server that does not answer must not hold a request for libpq's default
+        # (forever): it becomes a 503 (transactions.py).
+        connect_args = {"connect_timeout": max(2, round(limits.db_pool_timeout))}
+        engine = create_engine(url, json_serializer=json_dumps, connect_args=connect_args, **kwargs)
         _ping_idle_connections(engine)
     if settings is not None:
         _settings[engine] = settings
@@ -135,6 +157,35 @@ def _ping_idle_connections(engine: Engine) -> None:
             dbapi_conn.rollback()
         except Exception as exc:
             raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
+
+
+def connection_budget(engine: Engine) -> int:
+    """The most connections this engine opens (its pool and overflow)."""
+    pool = engine.pool
+    size = getattr(pool, "size", None)
+    overflow = getattr(pool, "_max_overflow", 0)
+    return (size() if callable(size) else 1) + max(0, overflow)
+
+
+def sync_clock(driver) -> None:
+    """Take the time from the database server (``driver``: a psycopg connection outside
+    any transaction): every timestamp reviewqueue writes on PostgreSQL is then on the
+    database's clock, whatever this host's says (clock.py)."""
+
+    def fetch() -> float:
+        with driver.cursor() as cur:
+            cur.execute("SELECT extract(epoch FROM clock_timestamp())")
+            return float(cur.fetchone()[0])
+
+    try:
+        clock.sync(fetch)
+    except Exception as exc:  # the unit of work finds out for itself
+        log.warning("could not read the database's clock: %s", exc)
+    finally:
+        try:
+            driver.rollback()
+        except Exception:
+            pass
 
 
 def _start_checkpointer(engine: Engine, path: str) -> None:

@@ -167,17 +167,115 @@ UNDECIDE = Query("undecide", f"""
 # --- the audit log and the outbox ----------------------------------------------------
 
 INSERT_EVENT = Query("insert_event", """
-    INSERT INTO events (at, actor, kind, item_id, queue, before, after)
-    VALUES (:at, :actor, :kind, :item_id, :queue, :before, :after)
+    INSERT INTO events (at, actor, kind, item_id, queue, before, after, mac)
+    VALUES (:at, :actor, :kind, :item_id, :queue, :before, :after, :mac)
 """, json=["before", "after"])
 
 ACTIVE_WEBHOOKS = Query("active_webhooks", "SELECT id FROM webhooks WHERE queue = :queue AND active = :active")
 
 INSERT_DELIVERY = Query("insert_delivery", f"""
     INSERT INTO webhook_deliveries (event_id, webhook_id, item_id, kind, body, status, attempts, next_attempt_at,
-                                    created_at)
-    VALUES (:event_id, :webhook_id, :item_id, :kind, :body, '{DeliveryStatus.PENDING}', 0, :now, :now)
+                                    created_at, sequence)
+    VALUES (:event_id, :webhook_id, :item_id, :kind, :body, '{DeliveryStatus.PENDING}', 0, :now, :now, :sequence)
 """)
+
+#: The item's next notification number (the decision holds the item's row lock).
+NEXT_WEBHOOK_SEQ = Query("next_webhook_seq", """
+    UPDATE items SET webhook_seq = webhook_seq + 1 WHERE id = :item_id RETURNING webhook_seq
+""")
+
+_FIRST_OF_ITS_ITEM = f"""
+    NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+                WHERE e.webhook_id = webhook_deliveries.webhook_id AND e.item_id = webhook_deliveries.item_id
+                  AND e.status = '{DeliveryStatus.PENDING}' AND e.id < webhook_deliveries.id)
+"""
+
+#: What may be sent now: due, and the first still pending of its item for its webhook.
+DUE_DELIVERIES = Query("due_deliveries", f"""
+    SELECT id, webhook_id FROM webhook_deliveries
+    WHERE status = '{DeliveryStatus.PENDING}' AND next_attempt_at <= :now AND {_FIRST_OF_ITS_ITEM}
+    ORDER BY next_attempt_at, id LIMIT :limit
+""")
+
+#: Take one delivery for sending, re-checking everything in the same statement: still
+#: pending and first of its item, nobody sending it, its webhook active, its item not
+#: erased or purged.
+CLAIM_DELIVERY = Query("claim_delivery", f"""
+    UPDATE webhook_deliveries SET sending_until = :until, next_attempt_at = :until
+    WHERE id = :id AND status = '{DeliveryStatus.PENDING}' AND next_attempt_at <= :now
+      AND (sending_until IS NULL OR sending_until <= :now)
+      AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = webhook_deliveries.webhook_id AND w.active)
+      AND NOT EXISTS (SELECT 1 FROM items i WHERE i.id = webhook_deliveries.item_id AND i.purged_at IS NOT NULL)
+      AND {_FIRST_OF_ITS_ITEM}
+    RETURNING id, body, attempts, event_id, webhook_id,
+              (SELECT url FROM webhooks w WHERE w.id = webhook_deliveries.webhook_id) AS url,
+              (SELECT secret FROM webhooks w WHERE w.id = webhook_deliveries.webhook_id) AS secret
+""")
+
+#: A delivery whose item's content is gone, or whose webhook was removed, is not sent.
+CANCEL_PURGED_DELIVERY = Query("cancel_purged_delivery", f"""
+    UPDATE webhook_deliveries SET status = '{DeliveryStatus.CANCELLED}'
+    WHERE id = :id AND status = '{DeliveryStatus.PENDING}'
+      AND (EXISTS (SELECT 1 FROM items i WHERE i.id = webhook_deliveries.item_id AND i.purged_at IS NOT NULL)
+           OR NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = webhook_deliveries.webhook_id AND w.active))
+""")
+
+#: One attempt's outcome. A delivery cancelled while in flight stays cancelled (but
+#: what happened to the POST is still recorded); either way it is no longer in flight.
+FINISH_DELIVERY = Query("finish_delivery", f"""
+    UPDATE webhook_deliveries
+    SET status = CASE WHEN status = '{DeliveryStatus.PENDING}' THEN :status ELSE status END,
+        attempts = :attempts, last_error = :error,
+        next_attempt_at = COALESCE(:next_at, next_attempt_at),
+        delivered_at = COALESCE(:delivered_at, delivered_at), sending_until = NULL
+    WHERE id = :id
+""")
+
+# --- the audit chain's order -----------------------------------------------------------
+# Sealed in an order the database gives, never a host's clock (audit.py): on PostgreSQL
+# events.seq, the writing transaction's id, and the bound is the oldest transaction
+# still running (every smaller id has ended); on SQLite, where writers take turns, the
+# row id, read under the write lock.
+
+_EVENT_COLUMNS = "id, seq, at AS at_raw, actor, kind, item_id, queue, before, after, mac"
+
+#: Events with a seal key in [:since, :upto), after (:after_key, :after_id), in key order.
+EVENTS_BY_KEY = Query("events_by_key", {
+    "postgresql": f"""
+        SELECT {_EVENT_COLUMNS}, seq AS key FROM events
+        WHERE seq >= :since AND seq < :upto AND (seq > :after_key OR (seq = :after_key AND id > :after_id))
+        ORDER BY seq, id LIMIT :limit
+    """,
+    "sqlite": f"""
+        SELECT {_EVENT_COLUMNS}, id AS key FROM events
+        WHERE seq IS NULL AND id >= :since AND id < :upto AND id > :after_id
+        ORDER BY id LIMIT :limit
+    """,
+}, json_columns=["before", "after"])
+
+#: Events sealed by time before revision 0010 (seq 0), from :since_at to :until_at.
+LEGACY_EVENTS = Query("legacy_events", f"""
+    SELECT {_EVENT_COLUMNS}, 0 AS key FROM events
+    WHERE seq = 0 AND at >= :since_at AND at < :until_at
+      AND (at > :after_at OR (at = :after_at AND id > :after_id))
+    ORDER BY at, id LIMIT :limit
+""", json_columns=["before", "after"])
+
+ALL_EVENTS = Query("all_events", "SELECT count(*) AS n FROM events")
+
+#: An event whose MAC another event carries too (a copied row).
+DUPLICATE_EVENT_MAC = Query("duplicate_event_mac", """
+    SELECT max(id) AS id FROM events WHERE mac IS NOT NULL GROUP BY mac HAVING count(*) > 1 LIMIT 1
+""")
+
+#: The seal key below which every event has committed.
+SEAL_BOUND = Query("seal_bound", {
+    "postgresql": "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS bound",
+    "sqlite": "SELECT coalesce(max(id), 0) + 1 AS bound FROM events",
+})
+
+#: Where the order of events sealed after revision 0010 starts.
+SEAL_KEY_START = {"postgresql": 1, "sqlite": 0}
 
 # --- locks --------------------------------------------------------------------------
 

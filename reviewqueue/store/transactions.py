@@ -24,9 +24,11 @@ PostgreSQL: row locks (``FOR UPDATE [SKIP LOCKED]``, in ``queries.py``) do that 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,11 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlmodel import Session
 
-from ..errors import DatabaseBusy
-from .engine import _engines_lock, get_engine
+from .. import clock
+from ..errors import DatabaseBusy, DatabaseUnreachable, PoolExhausted
+from .engine import _engines_lock, get_engine, sync_clock
+
+log = logging.getLogger("reviewqueue.store")
 
 
 class Tx:
@@ -224,16 +230,46 @@ def write(engine: Engine | None = None) -> Iterator[Tx]:
         ) from exc
 
 
+#: When the request being served must have its database connection by (monotonic
+#: seconds), set by the HTTP API for each request (api/limits.py); none elsewhere.
+request_deadline: ContextVar[float | None] = ContextVar("reviewqueue_request_deadline", default=None)
+
+
+def _checkout(engine: Engine):
+    """A pooled connection, or a 503-class error that says why there is none: never a
+    wait longer than ``REVIEWQUEUE_DB_POOL_TIMEOUT``, never a 500."""
+    deadline = request_deadline.get()
+    if deadline is not None and time.monotonic() > deadline:
+        # The request queued for a worker thread that long already: answering it now
+        # would only add to the pile (400 readers behind a 20 s lock, say).
+        raise PoolExhausted(
+            "the server is busy: no database connection came free in time; nothing was done, try again"
+        )
+    try:
+        return engine.raw_connection()
+    except SATimeoutError:
+        raise PoolExhausted(
+            "the server is busy: no database connection came free in time; nothing was done, try again"
+        ) from None
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("cannot connect to the database: %s", str(getattr(exc, "orig", exc)).strip())
+        raise DatabaseUnreachable(
+            "the database did not accept a connection (down, or at its connection limit); try again"
+        ) from None
+
+
 def _transaction(engine: Engine, begin: str | None, *, commit: bool = True) -> Iterator[Tx]:
     """A unit of work in a transaction of its own on a connection from the pool.
 
     ``begin`` is SQLite's BEGIN statement; psycopg begins a transaction by itself at the
     first statement. A read (``commit=False``) is rolled back at the end."""
-    proxied = engine.raw_connection()
+    proxied = _checkout(engine)
     tx = None
     try:
         if begin is not None:
             proxied.driver_connection.execute(begin)
+        elif clock.sync_due():
+            sync_clock(proxied.driver_connection)
         tx = Tx(engine, proxied)
         try:
             yield tx

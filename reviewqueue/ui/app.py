@@ -9,8 +9,9 @@ checked again on every run (``session.py``).
 import pandas as pd
 import streamlit as st
 
-from reviewqueue import policies, users
+from reviewqueue import netaddr, policies, users
 from reviewqueue.errors import ReviewQueueError
+from reviewqueue.settings import get_settings
 from reviewqueue.ui import (
     adjudicate_page,
     admin_page,
@@ -65,11 +66,18 @@ def sign_in_page() -> None:
 
 
 def _client_address() -> str | None:
+    """The reviewer's address for the sign-in limits: the peer, or what a trusted proxy
+    says (``netaddr.client_address``, ``REVIEWQUEUE_TRUSTED_PROXIES``)."""
     try:
-        address = st.context.ip_address
-    except Exception:  # not known (some proxies)
+        peer = st.context.ip_address  # None when the peer is this machine
+        forwarded = st.context.headers.get("X-Forwarded-For")
+    except Exception:  # not known
         return None
-    return address if isinstance(address, str) else None  # (a stand-in object under AppTest)
+    if peer is None:
+        peer = "127.0.0.1"
+    if not isinstance(peer, str):  # a stand-in object under AppTest
+        return None
+    return netaddr.client_address(peer, forwarded, get_settings().trusted_proxies)
 
 
 def _sso_user() -> None:

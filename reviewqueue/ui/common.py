@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from reviewqueue import invisible, store
+from reviewqueue import cluster, invisible, store
 from reviewqueue.settings import get_settings
 
 
@@ -23,6 +23,7 @@ from reviewqueue.settings import get_settings
 def _engine(url: str):
     engine = store.get_engine(url)
     store.upgrade(engine)
+    cluster.check_key(engine=engine)  # another host's key: refuse, saying what to set
     return engine
 
 
