@@ -1005,7 +1005,8 @@ def audit_verify(
         str | None, typer.Option("--expect", help="The head you wrote down; fail if it differs.")
     ] = None,
 ) -> None:
-    """Recompute the sealed hash chain; exit 1 if any event was edited, deleted or added."""
+    """Check the audit log: every event's MAC, every seal against its events and this
+    host's anchor file; exit 1 if anything was edited, deleted, added or left unsealed."""
     from . import audit
 
     _engine()
@@ -1018,7 +1019,8 @@ def audit_verify(
         )
     typer.echo(
         f"audit log verified: {result.events} event(s) in {result.seals} seal(s); head {result.head}; "
-        f"{result.unsealed} event(s) since the last seal"
+        f"{result.unsealed} event(s) since the last seal; {result.anchored} seal(s) confirmed by this host's "
+        "anchor file"
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from . import clock, keys, store
 from .errors import KeyMismatch
 from .models import ClusterFact
+from .store import queries
 
 KEY_FINGERPRINT = "key_fingerprint"
 DATABASE_ID = "database_id"
@@ -34,6 +35,7 @@ def database_id(*, engine=None) -> str:
         if fact is not None:
             return fact.value
     with store.write(engine) as tx:
+        queries.lock_key(tx, "cluster-facts")  # nodes starting at once on a new database
         fact = tx.session.get(ClusterFact, DATABASE_ID)
         if fact is None:
             fact = ClusterFact(name=DATABASE_ID, value=uuid.uuid4().hex, updated_at=clock.now())
@@ -67,6 +69,7 @@ def check_key(*, engine=None) -> str:
     mine = fingerprint(keys.key(settings))
     if known is None:
         with store.write(engine) as tx:
+            queries.lock_key(tx, "cluster-facts")  # nodes starting at once on a new database
             fact = tx.session.get(ClusterFact, KEY_FINGERPRINT)
             if fact is None:
                 tx.session.add(ClusterFact(name=KEY_FINGERPRINT, value=mine, updated_at=clock.now()))
@@ -85,6 +88,7 @@ def check_key(*, engine=None) -> str:
 def record_fingerprint(key: bytes, *, engine=None) -> None:
     """Record ``key`` as the deployment's (after a key rotation)."""
     with store.write(engine) as tx:
+        queries.lock_key(tx, "cluster-facts")
         fact = tx.session.get(ClusterFact, KEY_FINGERPRINT)
         if fact is None:
             tx.session.add(ClusterFact(name=KEY_FINGERPRINT, value=fingerprint(key), updated_at=clock.now()))

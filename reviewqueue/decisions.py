@@ -251,15 +251,16 @@ def in_progress(claim_order: str) -> str:
     return claim_order if claim_order[4] == "-" else f"{claim_order[:4]}-{claim_order[4:]}"
 
 
-def undo(review_id: int, reviewer: str, *, engine=None) -> ItemOut:
+def undo(review_id: int, reviewer: str, *, queues: list[str] | None = None, engine=None) -> ItemOut:
     """Take back the reviewer's decision within the undo window (``REVIEWQUEUE_UNDO_SECONDS``),
     if nobody has acted on the item since. The review row stays, marked ``undone_at``;
-    the item goes back to the reviewer under a fresh lease."""
+    the item goes back to the reviewer under a fresh lease. ``queues`` limits it to
+    decisions in those queues (a queue-limited API token)."""
     with store.write(engine) as tx:
         window = store.settings_of(tx.engine).undo_seconds
         row = queries.REVIEW_FOR_UPDATE.first(tx, {"review_id": review_id})
         now = clock.now()
-        if row is None or row.reviewer != reviewer:
+        if row is None or row.reviewer != reviewer or (queues and row.queue not in queues):
             raise Conflict("there is no decision of yours to undo")
         review = ReviewOut(**row._asdict())
         if review.undone_at is not None:

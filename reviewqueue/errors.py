@@ -117,6 +117,13 @@ class DatabaseUnreachable(Unavailable):
     retry_after = 5
 
 
+class BadSetting(ReviewQueueError):
+    """A setting (an environment variable) cannot be used as it is; the message says
+    which and what it takes."""
+
+    status_code = 500
+
+
 class KeyMismatch(ReviewQueueError):
     """This process's server key is not the one the shared database was set up with."""
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from .errors import BadSetting
 from .settings import Settings
 
 _lock = threading.Lock()
@@ -42,7 +43,7 @@ def _key(configured: str | None, path: str) -> bytes:
     except ValueError:
         valid = False
     if not valid:
-        raise ValueError(
+        raise BadSetting(
             "REVIEWQUEUE_SECRET_KEY must be 32 url-safe base64 bytes "
             "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
         )

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from . import clock, events, jobs, outbox, store
+from . import clock, events, jobs, outbox, store, webhooks
 from .errors import ItemNotFound
 from .models import ExportRun, Item, Queue, Review, WebhookDelivery
 from .vocab import EventKind
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 #: The body a delivery keeps once its item's content is gone.
 _PURGED_BODY = '{"content": "purged"}'
-#: How long erasure waits for a delivery of the item already being POSTed (its lease).
-_IN_FLIGHT_SECONDS = 50.0
 
 
 def _scrub(tx: store.Tx, item_ids: list[str], now, *, again: bool = False) -> list[str]:
@@ -150,7 +148,9 @@ def erase(
         runs = list(tx.session.scalars(select(ExportRun).where(ExportRun.queue == item.queue)))
     # A POST of the item's content already in flight in some process finishes first:
     # once this returns, nothing about the item is sent.
-    outbox.wait_sent(engine, item_id=item.id, timeout=_IN_FLIGHT_SECONDS)
+    outbox.wait_sent(
+        engine, item_id=item.id, timeout=webhooks.lease_for(store.settings_of(engine)).total_seconds()
+    )
     for run in runs:  # the manifests of files that hold the item (by its decision times)
         if any(clock.parse(run.since) <= clock.parse(t) < clock.parse(run.until) for t in decided):
             _note_in_manifest(Path(run.path), item.id, now)

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     #: Seconds a request waits for a database connection before it is answered 503 with
     #: Retry-After (never a 500).
     db_pool_timeout: float = Field(default=5.0, gt=0, le=300)
+    #: Set when PostgreSQL is reached through a pooler in transaction mode (PgBouncer
+    #: ``pool_mode = transaction``): psycopg then prepares no statements on the server,
+    #: which such a pooler cannot keep for a client (docs/deployment.md).
+    db_transaction_pooling: bool = False
     #: Seconds an API process keeps serving after SIGTERM while /readyz says 503, so a
     #: load balancer stops sending before the process stops listening (api/server.py).
     drain_seconds: float = Field(default=5.0, ge=0, le=600)
@@ -64,6 +68,9 @@ class Settings(BaseSettings):
     #: Where this host appends the head of every audit seal it makes, outside the
     #: database (audit.py); default: beside a SQLite file, else data/audit-anchor.log.
     audit_anchor_file: str | None = None
+    #: Seconds each of connecting to a webhook receiver, sending and reading its answer
+    #: may take (webhooks.py).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     #: Allow webhooks to loopback, private and link-local addresses (egress.py).
     webhook_allow_private: bool = False
     #: The window in which failed sign-ins are counted, and the longest back-off (users.py).

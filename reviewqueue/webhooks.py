@@ -28,9 +28,18 @@ from .vocab import DeliveryStatus, EventKind
 
 log = logging.getLogger("reviewqueue.webhooks")
 
+#: Seconds each of connecting, sending and reading a delivery may take (the default of
+#: ``REVIEWQUEUE_WEBHOOK_TIMEOUT_SECONDS``).
 REQUEST_TIMEOUT = 10.0
-#: How long a worker holds a delivery it is sending: connecting, sending and reading
-#: each have REQUEST_TIMEOUT, and the outcome is recorded well within it.
+
+
+def lease_for(settings) -> timedelta:
+    """How long a worker holds a delivery it is sending: connecting, sending and reading
+    each have the timeout, and the outcome is recorded well within the rest."""
+    return timedelta(seconds=4 * settings.webhook_timeout_seconds + 10)
+
+
+#: The lease with the default timeout.
 LEASE = timedelta(seconds=4 * REQUEST_TIMEOUT + 10)
 
 
@@ -106,7 +115,8 @@ def remove(webhook_id: int, *, actor: str = "system", engine=None) -> Webhook:
                 queue=hook.queue,
                 after={"id": webhook_id, "url": hook.url, "cancelled_deliveries": cancelled},
             )
-    if not outbox.wait_sent(engine, webhook_id=webhook_id, timeout=LEASE.total_seconds()):
+    lease = lease_for(store.settings_of(engine))
+    if not outbox.wait_sent(engine, webhook_id=webhook_id, timeout=lease.total_seconds()):
         log.warning("webhook %s: a delivery was still in flight when its lease ran out", webhook_id)
     return hook
 
@@ -201,7 +211,8 @@ def deliver_due(*, engine=None, client: httpx.Client | None = None, limit: int =
     engine = engine or store.get_engine()
     settings = store.settings_of(engine)
     own = client is None
-    client = client or httpx.Client(timeout=REQUEST_TIMEOUT, follow_redirects=False)
+    lease = lease_for(settings)
+    client = client or httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
     tried, unreachable, passed_over = 0, set(), set()
     try:
         while tried < limit:
@@ -214,7 +225,7 @@ def deliver_due(*, engine=None, client: httpx.Client | None = None, limit: int =
                 if webhook_id in unreachable:  # untried: it waits for its receiver's back-off
                     passed_over.add(delivery_id)
                     continue
-                row = outbox.claim(engine, delivery_id, LEASE)
+                row = outbox.claim(engine, delivery_id, lease)
                 if row is None:
                     continue
                 error, reached = _send(client, row, settings)
@@ -247,13 +258,17 @@ def deliver_due(*, engine=None, client: httpx.Client | None = None, limit: int =
 def worker_job(*, interval: float = 1.0) -> jobs.Job:
     """Webhook delivery as a background job: every process runs it, the work splits by
     row (``outbox.claim``)."""
-    client = httpx.Client(timeout=REQUEST_TIMEOUT, follow_redirects=False)
-    return jobs.Job(
-        "webhooks",
-        lambda engine: deliver_due(engine=engine, client=client) >= 50,
-        interval,
-        led=False,
-    )
+    clients: dict = {}
+
+    def run(engine) -> bool:
+        engine = engine or store.get_engine()
+        timeout = store.settings_of(engine).webhook_timeout_seconds
+        client = clients.get(timeout)
+        if client is None:
+            client = clients[timeout] = httpx.Client(timeout=timeout, follow_redirects=False)
+        return deliver_due(engine=engine, client=client) >= 50
+
+    return jobs.Job("webhooks", run, interval, led=False)
 
 
 class Worker:

@@ -226,8 +226,11 @@ def test_prometheus_reports_the_auto_accepted_error(api, engine):
     simulate(engine, "prom", 6, n=400, kind="over", low=0.7, audit_rate=0.3)
     err = quality.report("prom", engine=engine).auto_accepted_error
     text = api.get("/metrics").text
-    assert f'reviewqueue_auto_accepted_error{{bound="estimate",queue="prom"}} {err.estimate}' in text
-    assert f'reviewqueue_auto_accepted_error{{bound="upper",queue="prom"}} {err.high}' in text
+    assert (
+        f'reviewqueue_auto_accepted_error{{bound="estimate",queue="prom",scope="cluster"}} {err.estimate}'
+        in text
+    )
+    assert f'reviewqueue_auto_accepted_error{{bound="upper",queue="prom",scope="cluster"}} {err.high}' in text
 
 
 def test_quality_from_the_command_line(engine, db_url):

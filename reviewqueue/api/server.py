@@ -37,14 +37,19 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig, frame) -> None:
         if lifecycle.draining.is_set():
             if sig == signal.SIGINT:  # a second Ctrl-C: stop now
-                super().handle_exit(sig, frame)
-                super().handle_exit(sig, frame)
+                self.should_exit = self.force_exit = True
             return
         lifecycle.draining.set()
         log.warning("draining: /readyz answers 503; stopping in %.1f s", self.drain_seconds)
-        self._timer = threading.Timer(self.drain_seconds, super().handle_exit, args=(sig, frame))
+        # uvicorn's own handler is not called: it would raise the signal again once
+        # stopped, and a process that drained as asked exits 0, not "killed by SIGTERM".
+        self._timer = threading.Timer(self.drain_seconds, self._stop)
         self._timer.daemon = True
         self._timer.start()
+
+    def _stop(self) -> None:
+        log.warning("drained: no longer listening; finishing the requests in flight")
+        self.should_exit = True
 
 
 def _config(*, host: str, port: int, fd: int | None = None) -> uvicorn.Config:

@@ -94,6 +94,11 @@ def make_engine(url: str, *, pool: bool = True, settings: Settings | None = None
         # A server that does not answer must not hold a request for libpq's default
         # (forever): it becomes a 503 (transactions.py).
         connect_args = {"connect_timeout": max(2, round(limits.db_pool_timeout))}
+        if limits.db_transaction_pooling:
+            # Each transaction may run on another server connection: a statement
+            # psycopg prepared on one is not on the next ("prepared statement _pg3_2
+            # already exists" behind PgBouncer 1.18).
+            connect_args["prepare_threshold"] = None
         engine = create_engine(url, json_serializer=json_dumps, connect_args=connect_args, **kwargs)
         _ping_idle_connections(engine)
     if settings is not None:

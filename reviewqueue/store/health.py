@@ -28,10 +28,8 @@ class Probe:
         if self.engine.dialect.name == "sqlite":
             return sqlite3.connect(url.database or ":memory:", timeout=self.timeout, check_same_thread=False)
         cargs, cparams = self.engine.dialect.create_connect_args(url)
-        cparams = {**cparams, "connect_timeout": max(1, round(self.timeout)), "autocommit": True}
-        conn = self.engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
-        conn.execute(f"SET statement_timeout = {int(self.timeout * 1000)}")
-        return conn
+        cparams = {**cparams, "connect_timeout": max(1, round(self.timeout)), "prepare_threshold": None}
+        return self.engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
 
     def check(self) -> None:
         """Return when the database answered ``SELECT 1``; raise otherwise (or when
@@ -42,7 +40,14 @@ class Probe:
             if self._conn is None:
                 self._conn = self._connect()
             try:
-                self._conn.execute("SELECT 1").fetchall()
+                if self.engine.dialect.name == "sqlite":
+                    self._conn.execute("SELECT 1").fetchall()
+                else:
+                    # SET LOCAL: the limit ends with the transaction (behind a pooler in
+                    # transaction mode the next one may run on another server connection).
+                    self._conn.execute(f"SET LOCAL statement_timeout = {int(self.timeout * 1000)}")
+                    self._conn.execute("SELECT 1").fetchall()
+                    self._conn.rollback()
             except Exception:
                 self.close_unlocked()
                 raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, StringConstraints
 
 from ... import items, review, tokens
@@ -69,6 +69,16 @@ async def decide(item_id: ItemId, body: DecisionIn, who: Caller, request: Reques
             _queue_checked, who, item_id, review.decide_item, item_id, who.actor, body, engine=writes.engine
         )
     )
+
+
+@router.post("/reviews/{review_id}/undo", response_model=ItemOut)
+async def undo(review_id: Annotated[int, Path(ge=1, le=2**62)], who: Caller, request: Request):
+    """Take back your decision (its id is in the item's ``reviews``) within
+    ``REVIEWQUEUE_UNDO_SECONDS``, if nobody acted on the item since: the item comes back
+    to you under a fresh lease, and an app told of the decision is told of the undo."""
+    who.require(Scope.REVIEW)
+    writes = writes_of(request)
+    return _json(await writes.run(review.undo, review_id, who.actor, queues=who.queues, engine=writes.engine))
 
 
 @router.post("/items/{item_id}/adjudication", response_model=ItemOut)
