@@ -298,6 +298,10 @@ def seal(*, engine=None) -> AuditSeal | None:
         last_at = at if last_at is None else max(last_at, at)
     if count == 0:
         return None
+    with store.read(engine) as tx:
+        copy = queries.DUPLICATE_IN_RANGE.first(tx, {"since": since, "upto": upto})
+    if copy is not None:
+        raise Tampered(f"not sealing: event {copy.id} is a copy of another event (the same MAC)")
     number = (previous.number or 0) + 1 if previous else 1
     with store.write(engine) as tx:
         queries.lock_key(tx, "audit-seal")
@@ -449,9 +453,13 @@ class EventFilter:
     kind: str | None = None
     queue: str | None = None
     item_id: str | None = None
+    #: Only events of these queues (none: every event, those of no queue included).
+    queues: list[str] | None = None
 
     def clauses(self) -> list:
         c = []
+        if self.queues is not None:
+            c.append(Event.queue.in_(self.queues))
         if self.since is not None:
             c.append(Event.at >= self.since)
         if self.until is not None:

@@ -14,12 +14,13 @@ in one transaction, so a verdict never commits without its notification.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from . import claims, clock, consensus, events, outbox, store, textdiff
+from . import claims, clock, consensus, events, outbox, redaction, store, textdiff
 from .errors import Conflict, ItemNotFound, PermissionDenied, ValidationFailed, invalid
 from .items import get_in, to_out
 from .schemas import DecisionIn, ItemOut, ReviewOut
@@ -128,8 +129,20 @@ def _decide(item_id: str, reviewer: str, decision, engine):
 
 
 def _insert_review(tx, item, reviewer: str, d: DecisionIn, now, *, adjudication: bool) -> ReviewOut:
-    """Check ``d`` against the queue's rules and store it as a review row."""
+    """Check ``d`` against the queue's rules and store it as a review row. What the
+    reviewer wrote (a correction, a comment) is redacted as the model's text was."""
     final_output, final_label = check(Rules(item.q_labels or [], item.q_reject_reasons or []), item, d)
+    comment = d.comment
+    redactor = redaction.redactor(item.q_redaction or [])
+    if redactor is not None:
+        removed = Counter()
+        final_output = redactor.value(final_output, removed)
+        if comment:
+            comment = redactor.text(comment, removed)
+        if removed:
+            total = Counter(item.redactions or {})
+            total.update(removed)
+            queries.SET_REDACTIONS.run(tx, {"item_id": item.id, "redactions": dict(total)})
     row = queries.INSERT_REVIEW.first(
         tx,
         {
@@ -140,7 +153,7 @@ def _insert_review(tx, item, reviewer: str, d: DecisionIn, now, *, adjudication:
             "final_output": final_output,
             "final_label": final_label,
             "reason": d.reason,
-            "comment": d.comment,
+            "comment": comment,
             "seconds_spent": d.seconds_spent,
             "now": now,
             "edit_distance": textdiff.decision_distance(d.verdict, item.output, final_output),

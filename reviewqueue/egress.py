@@ -30,9 +30,20 @@ METADATA_HOSTS = {
 }
 
 
+#: IPv6 ranges that carry an IPv4 address in them: NAT64 (the last 32 bits).
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
 def public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # An IPv6 address that reaches an IPv4 one is as public as that one: mapped
+        # (::ffff:127.0.0.1), 6to4 (2002:7f00:1::1), Teredo's client, NAT64.
+        embedded = [address.ipv4_mapped, address.sixtofour, address.teredo[1] if address.teredo else None]
+        if any(address in net for net in _NAT64):
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        embedded = [e for e in embedded if e is not None]
+        if embedded:
+            return all(public(e) for e in embedded)
     return not (
         address.is_private
         or address.is_loopback
@@ -66,12 +77,12 @@ def resolve(url: str, *, allow_private: bool) -> tuple[str, int, list[str]]:
         raise invalid("url", f"the host {host} does not resolve") from None
     addresses = sorted({info[4][0] for info in infos})
     if not allow_private:
-        blocked = [a for a in addresses if not public(ipaddress.ip_address(a.split("%")[0]))]
-        if blocked:
+        if any(not public(ipaddress.ip_address(a.split("%")[0])) for a in addresses):
+            # Not which address: the answer would tell whoever asks what names inside the
+            # network resolve to.
             raise invalid(
                 "url",
-                f"{host} resolves to {', '.join(blocked)}: loopback, private, link-local and "
-                "other internal addresses are refused (an operator can allow them with "
-                "REVIEWQUEUE_WEBHOOK_ALLOW_PRIVATE=1)",
+                f"{host} resolves to a loopback, private, link-local or other internal address: refused "
+                "(an operator can allow receivers inside the network with REVIEWQUEUE_WEBHOOK_ALLOW_PRIVATE=1)",
             )
     return host, port, addresses

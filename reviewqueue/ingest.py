@@ -193,6 +193,12 @@ class _Batch(NamedTuple):
     repeats: list[tuple[int, int]]  # (index, index of the first with the same key)
 
 
+#: Fields that name or sort things (the caller's ids, the model, the label): checked by
+#: the queue's PII detectors, never redacted (a changed id would break the caller's
+#: joins); an item whose identifier holds personal data is refused (422).
+IDENTIFIERS = ("external_id", "model", "model_version", "predicted_label")
+
+
 def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limit: int) -> _Batch:
     """Serialise, check sizes (``limit`` bytes an item) and route every item; nothing is written."""
     ids = iter(uuid7_many(len(items)))
@@ -201,6 +207,7 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
     first_of: dict[tuple[str, str], int] = {}
     repeats: list[tuple[int, int]] = []
     too_large: list[dict[str, Any]] = []
+    personal: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         if item.external_id is not None:
             key = (item.queue, item.external_id)
@@ -220,6 +227,19 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
         if redactor is not None:  # before anything is encoded, stored or checked
             removed = Counter()
             content = tuple(redactor.value(part, removed) for part in content)
+            for field in IDENTIFIERS:
+                value = getattr(item, field)
+                kinds = redactor.detect(value) if value else []
+                if kinds:
+                    personal.append(
+                        {
+                            "loc": [field] if single else ["items", index, field],
+                            "msg": f"holds personal data ({', '.join(kinds)}); the queue redacts personal data, "
+                            "and an identifier cannot be redacted without breaking your joins: send one "
+                            "without it",
+                            "type": "personal_data",
+                        }
+                    )
         try:
             inp, out = _dumps(content[0]), _dumps(content[1])
             ctx = _dumps(content[2]) if content[2] else "[]"
@@ -296,6 +316,8 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
             )
         )
         results.append(SubmitResult(item_id, item.queue, status, how))
+    if personal:
+        raise ValidationFailed.of(personal)
     if too_large:
         raise PayloadTooLarge(
             too_large[0]["msg"] if single else f"{len(too_large)} item(s) too large", detail=too_large

@@ -12,9 +12,9 @@ from sqlalchemy import String, and_, cast, func, or_, select
 
 from . import clock, store
 from .errors import ItemNotFound, ValidationFailed
-from .models import Item, Review
+from .models import Item, Queue, Review
 from .schemas import ID_PATTERN, DecisionOut, ItemOut, ReviewOut
-from .vocab import Verdict
+from .vocab import DECIDED, Verdict
 
 
 def to_out(item, review=None, reviews=None) -> ItemOut:
@@ -79,10 +79,19 @@ def _full(session, item: Item) -> ItemOut:
     return to_out(item, _final_reviews(session, [item]).get(item.id), reviews_of(session, item.id))
 
 
-def get(item_id: str, *, engine=None) -> ItemOut:
-    """One item with its final decision and every decision on it."""
+def get(item_id: str, *, reviewer: str | None = None, engine=None) -> ItemOut:
+    """One item with its final decision and every decision on it. Asked for by a
+    ``reviewer`` (someone who may review it, below a lead), an item of a blind queue that
+    is not final shows only that reviewer's own decisions: the others' would tell them
+    what to decide (a lead's view, and the posting app's, shows them all)."""
     with store.read(engine) as tx:
-        return get_in(tx, item_id)
+        item = get_in(tx, item_id)
+        if reviewer is not None and item.reviews and item.status not in DECIDED:
+            queue = tx.session.get(Queue, item.queue)
+            if queue is not None and not queue.show_previous_reviews:
+                item.reviews = [r for r in item.reviews if r.reviewer == reviewer]
+                item.agreement = None
+        return item
 
 
 def get_in(tx: store.Tx, item_id: str) -> ItemOut:

@@ -180,6 +180,7 @@ class Event(SQLModel, table=True):
         Index("ix_events_item", "item_id", "id"),
         Index("ix_events_at", "at"),
         Index("ix_events_seq", "seq", "id"),
+        Index("ix_events_mac", "mac"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -331,6 +332,8 @@ class SignInAttempt(SQLModel, table=True):
     name: str = Field(max_length=128)
     client: str | None = Field(default=None, max_length=64)
     ok: bool
+    #: Refused unchecked (the client was throttled): counts as its failure.
+    limited: bool = Field(default=False)
 
 
 class AuditSeal(SQLModel, table=True):

@@ -20,17 +20,19 @@ stays: queue, confidence, route, status, verdicts, labels, reasons and every tim
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import os
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
 
-from . import clock, events, jobs, outbox, store, webhooks
+from . import clock, events, jobs, keys, outbox, store, webhooks
 from .errors import ItemNotFound
 from .models import ExportRun, Item, Queue, Review, WebhookDelivery
-from .vocab import EventKind
+from .vocab import WAITING, EventKind, Status
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -101,7 +103,17 @@ def purge(*, queue: str | None = None, engine=None, now=None) -> dict[str, int]:
                     after={"count": len(ids), "retention_days": days, "created_before": clock.iso(cutoff)},
                 )
             done[name] = done.get(name, 0) + len(ids)
+    if done:
+        store.scrub_freed(engine)
     return done
+
+
+def erased_id(queue: str, external_id: str, settings) -> str:
+    """What an erased item's ``external_id`` becomes: a MAC of it with the server key, so
+    the caller's own id can still be matched by whoever holds the key (a support request
+    about it), and cannot be confirmed by guessing without it (a plain SHA-256 could)."""
+    mac = hmac.new(keys.key(settings), f"erased-id\0{queue}\0{external_id}".encode(), hashlib.sha256)
+    return mac.hexdigest()[:48]
 
 
 def erase(
@@ -131,10 +143,14 @@ def erase(
         decided = [r.created_at for r in tx.session.scalars(select(Review).where(Review.item_id == item.id))]
         digest = None
         if item.external_id is not None:
-            digest = "erased:" + hashlib.sha256(f"{item.queue}\0{item.external_id}".encode()).hexdigest()[:48]
+            digest = "erased:" + erased_id(item.queue, item.external_id, store.settings_of(engine))
+        waiting = item.status in WAITING
         tx.session.flush()
         _scrub(tx, [item.id], now, again=True)
-        tx.execute(update(Item).where(Item.id == item.id).values(external_id=digest))
+        values = {"external_id": digest}
+        if waiting:  # nobody is to review an item with no content: it leaves the queue
+            values.update(status=Status.ERASED, lease_holder=None, lease_expires_at=None)
+        tx.execute(update(Item).where(Item.id == item.id).values(**values))
         outbox.cancel(tx, item_id=item.id)
         events.record(
             tx,
@@ -151,6 +167,7 @@ def erase(
     outbox.wait_sent(
         engine, item_id=item.id, timeout=webhooks.lease_for(store.settings_of(engine)).total_seconds()
     )
+    store.scrub_freed(engine)  # no copy of the removed text left in SQLite's WAL
     for run in runs:  # the manifests of files that hold the item (by its decision times)
         if any(clock.parse(run.since) <= clock.parse(t) < clock.parse(run.until) for t in decided):
             _note_in_manifest(Path(run.path), item.id, now)
@@ -168,6 +185,7 @@ def _note_in_manifest(data_file: Path, item_id: str, when) -> None:
         return
     content.setdefault("erasures", []).append({"item_id": item_id, "erased_at": clock.iso(when)})
     tmp = manifest.with_name("._manifest.json.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, manifest.stat().st_mode & 0o777))
     tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
     tmp.replace(manifest)
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -68,8 +69,31 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("not a moment that can be expressed in UTC") from None
 
 
-#: A moment, as an aware UTC datetime (naive ones are taken as UTC).
-Moment = Annotated[datetime, AfterValidator(_utc)]
+def _iso_only(value: Any) -> Any:
+    # pydantic would take 1700000000 (or "1700000000") as seconds since 1970; the API
+    # says ISO 8601, and a bare number is more likely a mistake than a time.
+    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\s*-?[\d.]+\s*", value)):
+        raise ValueError("give an ISO 8601 time, e.g. 2026-11-01T00:00:00Z (not a number)")
+    return value
+
+
+#: A moment, as an aware UTC datetime (naive ones are taken as UTC), written in ISO 8601.
+Moment = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_utc)]
+
+
+def _whole(value: Any) -> Any:
+    # JSON Schema's "integer" takes -1.0 (a number with no fraction), so the API does;
+    # a fraction, a string or a boolean is refused.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number")
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
 
 #: Text a person or an app supplied, checked to be storable as it is.
 Text = Annotated[str, AfterValidator(_storable)]
@@ -115,7 +139,7 @@ class ItemIn(BaseModel):
     predicted_label: ShortText | None = None
     context: list[ContextSource] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    priority: int = Field(default=0, ge=-1000, le=1000, strict=True, description="Higher is reviewed first.")
+    priority: WholeNumber = Field(default=0, ge=-1000, le=1000, description="Higher is reviewed first.")
 
 
 @dataclass(frozen=True, slots=True)

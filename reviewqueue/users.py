@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -106,27 +108,47 @@ def all_users(*, engine=None) -> list[User]:
 def authenticate(name: str, password: str, *, client: str | None = None, engine=None) -> User:
     """Return the active user, or raise ``AuthenticationFailed`` / ``RateLimited``.
 
-    Failed attempts are kept in the database (every process sees them) and each is an
-    event. Past a few failures, the next attempt must wait, doubling with each further
-    failure up to the window (``REVIEWQUEUE_SIGNIN_WINDOW_SECONDS``): counted for the
-    name from this client, for this client whatever the name (password spraying), and
-    for the name from anywhere, with a larger allowance so that someone else's guesses
-    slow the real user down late and briefly rather than lock them out.
+    Attempts are kept in the database (every process sees them). Guessing is stopped
+    without letting a third party lock the owner out (:func:`_throttle`):
+
+    - per user name *from one client*: 5 failures in the window, then each further
+      attempt must wait, doubling up to the window (``REVIEWQUEUE_SIGNIN_WINDOW_SECONDS``);
+    - per client, whatever the names (password spraying): 20 failures, then the same;
+    - per user name from anywhere: past 20 failures an attempt is only *slowed* (up to
+      :data:`NAME_MAX_DELAY` seconds), never refused, and not at all from a client that
+      signed in as that user within :data:`TRUSTED_DAYS` days.
+
+    A refused attempt counts as a failure of the one who made it (hammering keeps a
+    client out; it never frees the next slot), and the audit log records a refused
+    burst once per client, name and window, not once per attempt.
     """
     engine = engine or store.get_engine()
     settings = store.settings_of(engine)
-    now = clock.now()
-    try:
-        _check_back_off(name, client, now, settings, engine)
-    except RateLimited:
-        with store.write(engine) as tx:  # refused unchecked: not a failure to count, but on record
-            events.record(
-                tx,
-                EventKind.USER_SIGN_IN_FAILED,
-                f"client:{client or 'unknown'}",
-                after={"name": (name or "")[:128], "limited": True},
-            )
-        raise
+    name = (name or "")[:128]
+    verdict = _throttle(name, client, clock.now(), settings, engine)
+    if verdict.wait is not None:
+        with store.write(engine) as tx:
+            now = clock.now()
+            window_start = now - timedelta(seconds=settings.signin_window_seconds)
+            first_refusal = not tx.execute(
+                select(func.count()).where(
+                    SignInAttempt.name == name,
+                    SignInAttempt.client == client,
+                    SignInAttempt.limited.is_(True),
+                    SignInAttempt.at >= window_start,
+                )
+            ).scalar()
+            tx.session.add(SignInAttempt(at=now, name=name, client=client, ok=False, limited=True))
+            if first_refusal:
+                events.record(
+                    tx,
+                    EventKind.USER_SIGN_IN_FAILED,
+                    f"client:{client or 'unknown'}",
+                    after={"name": name, "limited": True},
+                )
+        raise RateLimited(f"too many failed sign-ins; try again in {int(verdict.wait) + 1} seconds")
+    if verdict.delay:
+        time.sleep(verdict.delay)
     user = get(name, engine=engine) if name else None
     try:
         ok = _hasher.verify(
@@ -137,7 +159,7 @@ def authenticate(name: str, password: str, *, client: str | None = None, engine=
     ok = ok and user is not None and user.active and bool(user.password_hash)
     with store.write(engine) as tx:
         # Stamped inside the transaction, as every event is (the audit seal relies on it).
-        tx.session.add(SignInAttempt(at=clock.now(), name=(name or "")[:128], client=client, ok=ok))
+        tx.session.add(SignInAttempt(at=clock.now(), name=name, client=client, ok=ok))
         if ok:
             events.record(tx, EventKind.USER_SIGNED_IN, user.name, after={"client": client})
         else:
@@ -145,25 +167,38 @@ def authenticate(name: str, password: str, *, client: str | None = None, engine=
                 tx,
                 EventKind.USER_SIGN_IN_FAILED,
                 f"client:{client or 'unknown'}",
-                after={"name": (name or "")[:128]},
+                after={"name": name},
             )
     if not ok:
         raise AuthenticationFailed("wrong username or password")
     return user
 
 
-#: Failures allowed within the window before the back-off starts: for a name from one
-#: client, for one client (any names), and for a name (any clients).
-FREE_FAILURES = {"name_client": 5, "client": 20, "name": 20}
+#: Failures allowed within the window before attempts are refused: for a name from one
+#: client, and for one client whatever the names.
+FREE_FAILURES = {"name_client": 5, "client": 20}
+#: Failures of one name from anywhere before its attempts are slowed (never refused).
+NAME_SLOW_AFTER = 20
+#: The longest a slowed attempt waits, in seconds.
+NAME_MAX_DELAY = 3.0
+#: A client that signed in as a user this recently is not slowed by others' guesses.
+TRUSTED_DAYS = 30
 
 
-def _check_back_off(name: str, client: str | None, now, settings, engine) -> None:
-    since = now - timedelta(seconds=settings.signin_window_seconds)
+class _Verdict(NamedTuple):
+    wait: float | None  # seconds until this client may try again (refused), or None
+    delay: float  # seconds to slow this attempt by
+
+
+def _throttle(name: str, client: str | None, now, settings, engine) -> _Verdict:
+    window = settings.signin_window_seconds
+    since = now - timedelta(seconds=window)
     a = SignInAttempt
     scopes = {
-        "name_client": [a.name == name, a.client == client] if client else None,
+        "name_client": [a.name == name, a.client == client]
+        if client
+        else [a.name == name, a.client.is_(None)],
         "client": [a.client == client] if client else None,
-        "name": [a.name == name],
     }
     with store.read(engine) as tx:
         for scope, where in scopes.items():
@@ -177,10 +212,28 @@ def _check_back_off(name: str, client: str | None, now, settings, engine) -> Non
             excess = failures - FREE_FAILURES[scope]
             if excess < 0:
                 continue
-            wait = min(2**excess, settings.signin_window_seconds)
-            left = wait - (now - clock.parse(latest)).total_seconds()
+            left = min(2**excess, window) - (now - clock.parse(latest)).total_seconds()
             if left > 0:
-                raise RateLimited(f"too many failed sign-ins; try again in {int(left) + 1} seconds")
+                return _Verdict(left, 0.0)
+        trusted = (
+            client is not None
+            and tx.execute(
+                select(func.count()).where(
+                    a.name == name,
+                    a.client == client,
+                    a.ok.is_(True),
+                    a.at >= now - timedelta(days=TRUSTED_DAYS),
+                )
+            ).scalar()
+        )
+        if trusted:
+            return _Verdict(None, 0.0)
+        failures = tx.execute(
+            select(func.count()).where(a.name == name, a.ok.is_(False), a.limited.is_(False), a.at >= since)
+        ).scalar()
+    if failures <= NAME_SLOW_AFTER:
+        return _Verdict(None, 0.0)
+    return _Verdict(None, min(NAME_MAX_DELAY, 0.5 * (1 + (failures - NAME_SLOW_AFTER) / NAME_SLOW_AFTER)))
 
 
 def reset_rate_limits() -> None:

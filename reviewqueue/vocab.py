@@ -12,7 +12,9 @@ from enum import StrEnum
 
 class Status(StrEnum):
     """Where an item is. ``pending`` → ``in_review`` → a decided status, or
-    ``auto_accepted`` from the start; ``disputed`` when several reviewers disagree."""
+    ``auto_accepted`` from the start; ``disputed`` when several reviewers disagree;
+    ``erased`` when its content was erased before anyone finished with it (it left the
+    queue)."""
 
     PENDING = "pending"
     IN_REVIEW = "in_review"
@@ -21,6 +23,7 @@ class Status(StrEnum):
     CORRECTED = "corrected"
     REJECTED = "rejected"
     AUTO_ACCEPTED = "auto_accepted"
+    ERASED = "erased"
 
     @property
     def decided(self) -> bool:

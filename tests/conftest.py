@@ -355,3 +355,18 @@ def quiet_handler():
             return None
 
     return Quiet
+
+
+def seal_now(engine):
+    """``audit.seal``, waiting while another test's long write transaction holds the
+    bound back (on PostgreSQL it is the oldest one running anywhere on the server)."""
+    import time
+
+    from reviewqueue import audit
+
+    deadline = time.monotonic() + 60
+    while True:
+        sealed = audit.seal(engine=engine)
+        if sealed is not None or time.monotonic() > deadline:
+            return sealed
+        time.sleep(0.2)

@@ -14,7 +14,7 @@ from reviewqueue import audit, cli, export, ingest, items, queues, retention, re
 from reviewqueue.errors import ValidationFailed
 from reviewqueue.redaction import Redactor, check_rules
 
-from .conftest import item
+from .conftest import item, seal_now
 
 
 @pytest.fixture
@@ -36,14 +36,14 @@ def _activity(engine, n=3, start=0):
 def test_sealed_events_verify_and_later_ones_are_counted(engine, queue, fake_clock):
     _activity(engine)
     fake_clock.advance(2)  # PostgreSQL's settled bound trails "now" by a second
-    first = audit.seal(engine=engine)
+    first = seal_now(engine)
     assert first is not None and first.events >= 10
     assert audit.seal(engine=engine) is None  # nothing new
     _activity(engine, 1, start=10)
     result = audit.verify(engine=engine)
     assert result.ok and result.seals == 1 and result.events == first.events and result.unsealed >= 3
     fake_clock.advance(2)
-    second = audit.seal(engine=engine)
+    second = seal_now(engine)
     again = audit.verify(engine=engine)
     assert again.ok and again.seals == 2 and again.head == second.chain != first.chain
 
@@ -71,7 +71,7 @@ def test_sealed_events_verify_and_later_ones_are_counted(engine, queue, fake_clo
 def test_an_edited_deleted_or_added_event_fails_verification(engine, queue, fake_clock, tamper, found):
     _activity(engine)
     fake_clock.advance(2)
-    audit.seal(engine=engine)
+    assert seal_now(engine) is not None
     assert audit.verify(engine=engine).ok
     with engine.begin() as conn:
         conn.execute(text(tamper))

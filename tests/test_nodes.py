@@ -83,9 +83,25 @@ class Node:
             "2",
         ]
         if faketime:
+            # The wall clock is off; the monotonic clock, which has no absolute meaning,
+            # is left alone (libfaketime's faked one also stalls timed waits).
             command = ["faketime", "-f", faketime, *command]
+            env = {**env, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
         self.log = open(env["RQ_TEST_LOGS"] + f"/{name}.log", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        # A session of its own: faketime runs the node as its child, and stopping the
+        # node means signalling both (Node.kill, Node.signal).
+        self.proc = subprocess.Popen(
+            command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -225,8 +241,7 @@ def test_three_nodes_a_worker_and_a_skewed_clock_on_one_postgresql(fleet_db, tmp
             _run_load(engine, nodes, headers, hook, tmp_path, worker)
         finally:
             for node in nodes:
-                if node.proc.poll() is None:
-                    node.proc.kill()
+                node.kill()
                 node.proc.wait(timeout=30)
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
@@ -338,9 +353,9 @@ def _check(run: dict) -> None:
     worker = run["worker"]
     # Mid-load: node b is killed outright, node a is asked to stop.
     _wait_for(lambda: progress["decided"] >= 60, 120)
-    nodes[1].proc.kill()
+    nodes[1].kill()
     _wait_for(lambda: progress["decided"] >= 140, 120)
-    nodes[0].proc.send_signal(signal.SIGTERM)
+    nodes[0].signal(signal.SIGTERM)
     for t in threads:
         t.join(timeout=300)
     assert nodes[0].proc.wait(timeout=60) == 0  # drained and exited cleanly

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -19,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from reviewqueue import audit, cluster, export, ingest, queues, review, store, tokens, users
 
-from .conftest import PG_URL, _truncate_pg, free_port
+from .conftest import PG_URL, _truncate_pg, free_port, seal_now
 from .test_nodes import KEY, Node
 
 pytestmark = [
@@ -112,7 +113,7 @@ def test_everything_works_through_pgbouncer_in_transaction_mode(bouncer_url, tmp
         time.sleep(1.2)  # past the settled bound
         [result] = export.export(tmp_path / "out", fmt="jsonl", engine=engine)
         assert result.rows == 160
-        assert audit.seal(engine=engine) is not None and audit.verify(engine=engine).ok
+        assert seal_now(engine) is not None and audit.verify(engine=engine).ok
         probe = store.Probe(engine)
         for _ in range(3):
             probe.check()
@@ -134,7 +135,7 @@ def test_everything_works_through_pgbouncer_in_transaction_mode(bouncer_url, tmp
                     assert r.status_code == 200, r.text
                 assert client.get("/readyz").status_code == 200
         finally:
-            node.proc.terminate()
+            node.signal(signal.SIGTERM)
             node.proc.wait(timeout=30)
     finally:
         store.dispose_engines()

@@ -113,7 +113,7 @@ def test_a_locked_items_table_gives_503s_not_500s_and_the_cli_still_connects(pg,
         holder.join()
     finally:
         for node in nodes:
-            node.proc.kill()
+            node.kill()
             node.proc.wait(timeout=30)
     statuses = Counter(a[0] for a in answers)
     print(f"statuses {dict(statuses)}, probes {dict(probes)}")

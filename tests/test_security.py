@@ -143,6 +143,44 @@ def test_sign_in_backs_off_instead_of_locking_the_real_user_out(engine, fake_clo
     _fail("boss", "10.0.0.66", engine)
 
 
+def test_guessers_on_four_addresses_cannot_keep_the_owner_out(engine, fake_clock, monkeypatch):
+    """The attack that kept a user out (0 of 30 sign-ins over 150 s): four addresses each
+    failing one user name every 6 s. The owner signs in every 5 s, from the browser she
+    used before and from a new one: every sign-in succeeds, slowed by at most
+    NAME_MAX_DELAY; the attackers are refused, and their refusals cost them, not her."""
+    slept = []
+    monkeypatch.setattr(users.time, "sleep", slept.append)
+    users.add("maria", password="right-password", engine=engine)
+    users.authenticate("maria", "right-password", client="192.0.2.10", engine=engine)  # her usual browser
+    attackers = [f"198.51.100.{k}" for k in range(1, 5)]
+    refused = guessed = signed_in = 0
+    for tick in range(150 * 2):  # half-second steps
+        fake_clock.advance(0.5)
+        if tick % 12 < 4:  # each attacker once every 6 s, staggered
+            try:
+                users.authenticate("maria", "guess", client=attackers[tick % 12], engine=engine)
+            except RateLimited:
+                refused += 1
+            except AuthenticationFailed:
+                guessed += 1
+        if tick % 10 == 0:
+            own = "192.0.2.10" if tick % 20 == 0 else "203.0.113.99"  # and a browser she never used
+            assert users.authenticate("maria", "right-password", client=own, engine=engine).name == "maria"
+            signed_in += 1
+    assert signed_in == 30
+    assert (
+        refused + guessed == 100 and guessed <= 4 * 8
+    )  # each attacker: 5 free, then a few as the wait doubles
+    assert max(slept, default=0) <= users.NAME_MAX_DELAY
+    # Each refused burst is recorded once per client and window, not once per attempt.
+    limited = [
+        e
+        for e in audit.events(audit.EventFilter(kind="user.sign_in_failed"), limit=10_000, engine=engine)
+        if (e.after or {}).get("limited")
+    ]
+    assert 4 <= len(limited) <= 4 * 2, len(limited)
+
+
 def test_spraying_many_names_from_one_client_is_slowed(engine):
     for n in range(21):
         _fail(f"user{n}", "10.9.9.9", engine)
@@ -158,8 +196,8 @@ def test_the_counters_survive_a_restart_and_failures_are_events(engine, db_url):
     with pytest.raises(RateLimited):
         users.authenticate("boss", "wrong-password", client="10.0.0.66", engine=fresh)
     failed = audit.events(audit.EventFilter(kind="user.sign_in_failed"), engine=fresh)
-    assert len(failed) == 7 and failed[0].actor == "client:10.0.0.66" and failed[0].after == {"name": "boss"}
-    assert failed[-1].after == {"name": "boss", "limited": True}  # the refused ones are on record too
+    assert len(failed) == 6 and failed[0].actor == "client:10.0.0.66" and failed[0].after == {"name": "boss"}
+    assert failed[-1].after == {"name": "boss", "limited": True}  # the refused burst is on record, once
 
 
 # --- late decisions --------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from .columns import COLUMNS, FORMATS, JSON_AS_TEXT, SCHEMA_VERSION
 from .periods import Period, settled_until, span, week
 from .rows import read_rows
 from .slices import cut, write_slices
-from .writers import Writer
+from .writers import Writer, private_file
 
 MANIFEST = "_manifest.json"
 INCREMENTAL = "incremental"
@@ -226,7 +226,7 @@ def _export_one(
 ) -> ExportResult:
     final_dir = out / fmt / queue / period.label
     partial_dir = out / ".partial"
-    partial_dir.mkdir(parents=True, exist_ok=True)
+    _mkdirs(partial_dir)
     name = f"data.{FORMATS[fmt]}"
     token = f"{queue}.{period.label}.{fmt}.{uuid.uuid4().hex[:8]}"
     tmp = partial_dir / f"{token}.data.{partials.suffix()}"
@@ -293,7 +293,18 @@ def _manifest(queue, fmt, period, name, writer, digest, verdict_key, feed) -> di
     }
 
 
+def _mkdirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, 0750 each (umask permitting)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o750, exist_ok=True)
+
+
 def _write_synced(path: Path, text: str) -> None:
+    private_file(path)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
@@ -354,7 +365,7 @@ def _record(engine, queue, fmt, verdict_key, period, feed, rows, target, tmp, di
 
 def _move_into_place(engine, run_id: int, tmp: Path, target: Path, digest: str) -> None:
     manifest_tmp = tmp.with_name(tmp.name.replace(".data.", ".manifest.", 1))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _mkdirs(target.parent)
     try:
         os.replace(tmp, target)
     except FileNotFoundError:

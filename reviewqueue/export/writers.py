@@ -32,12 +32,19 @@ def _jsonl_line(row: tuple) -> str:
 _AT = {c: i for i, c in enumerate(COLUMNS)}
 
 
+def private_file(path) -> None:
+    """Create ``path`` readable by this account and its group only (0640), before any
+    library opens it: exports hold reviewers' corrections and the apps' texts."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640))
+
+
 class Writer:
     """Writes one data file; or, with ``part=True``, one slice of it for the process
     that assembles the file (Arrow IPC for Parquet, the file's own lines otherwise)."""
 
     def __init__(self, path: Path, fmt: str, *, part: bool = False):
         self.path, self.fmt = path, fmt
+        private_file(path)
         self.rows = 0
         self.closed = False
         self.verdicts: Counter = Counter()

@@ -20,6 +20,7 @@ from .engine import (
     is_sqlite,
     make_engine,
     normalise_url,
+    scrub_freed,
     settings_of,
 )
 from .health import Probe
@@ -45,6 +46,7 @@ __all__ = [
     "ping",
     "read",
     "request_deadline",
+    "scrub_freed",
     "settings_of",
     "settled_before",
     "sqlite_time",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -64,6 +65,9 @@ def make_engine(url: str, *, pool: bool = True, settings: Settings | None = None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # Readable by this account only (SQLite would make it 0644, and its -wal and
+            # -shm files take the database file's mode).
+            os.close(os.open(parsed.database, os.O_RDWR | os.O_CREAT, 0o600))
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -116,6 +120,9 @@ def _configure_sqlite(engine: Engine) -> None:
         # lose the last transactions but never corrupts the database.
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        # Deleted and overwritten content is zeroed, so what retention and erasure remove
+        # is not left in free space of the file (scrub_freed clears the WAL).
+        cur.execute("PRAGMA secure_delete=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         # Checkpoints run in the background (_start_checkpointer); the inline
         # auto-checkpoint only bounds the WAL (80 MB) when nothing else checkpoints.
@@ -220,6 +227,29 @@ def _start_checkpointer(engine: Engine, path: str) -> None:
             conn.close()
 
     threading.Thread(target=run, name="reviewqueue-wal-checkpoint", daemon=True).start()
+
+
+def scrub_freed(engine: Engine, timeout: float = 10.0) -> bool:
+    """After content was removed: on SQLite, checkpoint the WAL into the database file
+    and truncate it, so no copy of the removed pages is left in the WAL (the database
+    file's freed space is zeroed by ``secure_delete``). Whether it was complete (a
+    reader holding an old snapshot for longer than ``timeout`` stops it). PostgreSQL
+    keeps dead row versions in its files until VACUUM reuses their space."""
+    if not is_sqlite(engine) or engine.url.database in (None, "", ":memory:"):
+        return True
+    deadline = time.monotonic() + timeout
+    conn = sqlite3.connect(engine.url.database, timeout=timeout, isolation_level=None)
+    try:
+        while True:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return True
+            if time.monotonic() > deadline:
+                log.warning("the WAL of %s could not be truncated: a reader held it", engine.url.database)
+                return False
+            time.sleep(0.05)
+    finally:
+        conn.close()
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -117,10 +117,16 @@ ITEM_FOR_UPDATE = Query("item_for_update", "SELECT * FROM items WHERE id = :item
 #: The item with its queue's rules, in one round trip (a decision needs both).
 ITEM_AND_RULES_FOR_UPDATE = Query("item_and_rules_for_update", """
     SELECT items.*, queues.labels AS q_labels, queues.reject_reasons AS q_reject_reasons,
-           queues.reviews_required AS q_reviews_required, queues.consensus AS q_consensus
+           queues.reviews_required AS q_reviews_required, queues.consensus AS q_consensus,
+           queues.redaction AS q_redaction
     FROM items JOIN queues ON queues.name = items.queue
     WHERE items.id = :item_id @for_update_of_items
-""", json_columns=["q_labels", "q_reject_reasons"])
+""", json_columns=["q_labels", "q_reject_reasons", "q_redaction"])
+
+#: What redaction removed from an item, after a reviewer's text added to it.
+SET_REDACTIONS = Query("set_redactions", """
+    UPDATE items SET redactions = :redactions WHERE id = :item_id
+""", json=["redactions"])
 
 #: The reviewers' decisions on an item that still count (not undone, not an adjudication).
 ACTIVE_REVIEWS = Query("active_reviews", """
@@ -237,7 +243,9 @@ FINISH_DELIVERY = Query("finish_delivery", f"""
 # still running (every smaller id has ended); on SQLite, where writers take turns, the
 # row id, read under the write lock.
 
-_EVENT_COLUMNS = "id, seq, at AS at_raw, actor, kind, item_id, queue, before, after, mac"
+# ``at_raw``: the time as text the audit code parses itself, so a value no datetime can
+# hold (PostgreSQL's '-infinity', SQLite's '') is reported, never a crash of the check.
+_EVENT_COLUMNS = "id, seq, @at_text AS at_raw, actor, kind, item_id, queue, before, after, mac"
 
 #: Events with a seal key in [:since, :upto), after (:after_key, :after_id), in key order.
 EVENTS_BY_KEY = Query("events_by_key", {
@@ -267,6 +275,19 @@ ALL_EVENTS = Query("all_events", "SELECT count(*) AS n FROM events")
 DUPLICATE_EVENT_MAC = Query("duplicate_event_mac", """
     SELECT max(id) AS id FROM events WHERE mac IS NOT NULL GROUP BY mac HAVING count(*) > 1 LIMIT 1
 """)
+
+#: The same, among the events with a seal key in [:since, :upto) (what is about to be
+#: sealed): one probe of ix_events_mac per event.
+DUPLICATE_IN_RANGE = Query("duplicate_in_range", {
+    "postgresql": """
+        SELECT e.id FROM events e WHERE e.seq >= :since AND e.seq < :upto AND e.mac IS NOT NULL
+          AND EXISTS (SELECT 1 FROM events d WHERE d.mac = e.mac AND d.id <> e.id) LIMIT 1
+    """,
+    "sqlite": """
+        SELECT e.id FROM events e WHERE e.seq IS NULL AND e.id >= :since AND e.id < :upto AND e.mac IS NOT NULL
+          AND EXISTS (SELECT 1 FROM events d WHERE d.mac = e.mac AND d.id <> e.id) LIMIT 1
+    """,
+})
 
 #: The seal key below which every event has committed.
 SEAL_BOUND = Query("seal_bound", {

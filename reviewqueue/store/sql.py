@@ -82,11 +82,13 @@ def _schema_columns() -> tuple[frozenset[str], frozenset[str]]:
 
 _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 _MARKERS = {
-    "sqlite": {"@for_update_of_items": "", "@skip_locked": "", "@for_update": ""},
+    "sqlite": {"@for_update_of_items": "", "@skip_locked": "", "@for_update": "", "@at_text": "at"},
     "postgresql": {
         "@for_update_of_items": "FOR UPDATE OF items",
         "@skip_locked": "FOR UPDATE SKIP LOCKED",
         "@for_update": "FOR UPDATE",
+        "@at_text": "CASE WHEN isfinite(at) THEN to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+        "ELSE at::text END",
     },
 }
 

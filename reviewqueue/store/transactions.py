@@ -159,7 +159,7 @@ class _WriteGate:
     def __init__(self, path: str | None):
         self._lock = threading.RLock()
         self._depth = 0
-        self._fd = os.open(path + ".writelock", os.O_RDWR | os.O_CREAT, 0o644) if path else None
+        self._fd = os.open(path + ".writelock", os.O_RDWR | os.O_CREAT, 0o600) if path else None
 
     def __enter__(self):
         self._lock.acquire()

@@ -11,8 +11,9 @@ from ... import audit
 from ...schemas import ID_PATTERN, QUEUE_NAME_PATTERN, Moment, Text
 from ...vocab import Scope
 from ..deps import Caller, Engine
+from ..errors import V1_ERRORS
 
-router = APIRouter(prefix="/v1", tags=["audit"])
+router = APIRouter(prefix="/v1", tags=["audit"], responses=V1_ERRORS)
 
 
 class EventOut(BaseModel):
@@ -46,8 +47,21 @@ def list_events(
         int | None, Query(ge=0, le=2**31 - 1, description="next_cursor of the previous page")
     ] = None,
 ):
+    """The audit log, oldest first. A token limited to some queues sees only their items'
+    and queues' events; account, token and sign-in events (no queue) only an unlimited
+    admin token sees."""
     who.require(Scope.ADMIN)
-    flt = audit.EventFilter(since=since, until=until, actor=actor, kind=kind, queue=queue, item_id=item_id)
+    if queue:
+        who.require_queue(queue)
+    flt = audit.EventFilter(
+        since=since,
+        until=until,
+        actor=actor,
+        kind=kind,
+        queue=queue,
+        item_id=item_id,
+        queues=who.allowed_queues(),
+    )
     rows = audit.events(flt, limit=limit, after_id=cursor, engine=engine)
     return {
         "events": [audit.as_dict(e) for e in rows],

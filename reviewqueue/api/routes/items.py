@@ -11,10 +11,11 @@ from pydantic import BaseModel, Field
 from ... import ingest, items, retention
 from ...items import ItemFilter
 from ...schemas import QUEUE_NAME_PATTERN, ItemIn, ItemOut, Moment, SubmitResult
-from ...vocab import Scope, Status
+from ...vocab import Role, Scope, Status
 from ..deps import Caller, Engine, ItemId, writes_of
+from ..errors import V1_ERRORS
 
-router = APIRouter(prefix="/v1/items", tags=["items"])
+router = APIRouter(prefix="/v1/items", tags=["items"], responses=V1_ERRORS)
 
 
 class BatchIn(BaseModel):
@@ -59,7 +60,9 @@ def post_batch(body: BatchIn, who: Caller, engine: Engine):
 @router.get("/{item_id}", response_model=ItemOut)
 def get_item(item_id: ItemId, who: Caller, engine: Engine):
     who.require(Scope.READ)
-    item = items.get(item_id, engine=engine)
+    # A reviewer's own token sees a blind queue's item as the review page shows it.
+    reviewing_as = who.user if who.user and not (who.role and Role(who.role).at_least(Role.LEAD)) else None
+    item = items.get(item_id, reviewer=reviewing_as, engine=engine)
     who.require_queue(item.queue)
     return item
 

@@ -14,6 +14,7 @@ from ... import store
 from ...vocab import Scope
 from .. import lifecycle, prometheus
 from ..deps import Engine, principal
+from ..errors import documented
 
 log = logging.getLogger("reviewqueue.api")
 router = APIRouter(tags=["ops"])
@@ -54,7 +55,7 @@ async def healthz(request: Request):
     return await readyz(request)
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse, responses=documented(401, 403, 503))
 async def metrics(request: Request, engine: Engine):
     if store.settings_of(engine).metrics_token:  # REVIEWQUEUE_METRICS_TOKEN=1: a read token is required
         (await principal(request)).require(Scope.READ)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from ... import agreement, quality, queues, review
-from ...schemas import ItemOut, QueueOut, QueueSettings
+from ...schemas import ItemOut, Moment, QueueOut, QueueSettings, Text
 from ...vocab import Scope
 from ..deps import Caller, Engine, QueueName
+from ..errors import V1_ERRORS
 
-router = APIRouter(prefix="/v1/queues", tags=["queues"])
+router = APIRouter(prefix="/v1/queues", tags=["queues"], responses=V1_ERRORS)
 
 
 @router.get("", response_model=list[QueueOut])
@@ -39,10 +38,10 @@ def get_quality(
         None, gt=0, lt=1, description="Error rate the unreviewed traffic may have, e.g. 0.02"
     ),
     confidence_level: float = Query(0.95, ge=0.5, lt=1),
-    since: datetime | None = Query(None, description="Items that arrived at or after (ISO 8601)"),
-    until: datetime | None = Query(None, description="Items that arrived before (ISO 8601)"),
-    model_version: str | None = Query(None, max_length=256),
-    predicted_label: str | None = Query(None, max_length=256),
+    since: Moment | None = Query(None, description="Items that arrived at or after (ISO 8601)"),
+    until: Moment | None = Query(None, description="Items that arrived before (ISO 8601)"),
+    model_version: Text | None = Query(None, max_length=256),
+    predicted_label: Text | None = Query(None, max_length=256),
 ):
     """How wrong the unreviewed traffic is, calibration, the threshold trade-off and a
     recommendation (docs/quality.md)."""
@@ -74,8 +73,8 @@ def get_agreement(
     name: QueueName,
     who: Caller,
     engine: Engine,
-    since: datetime | None = Query(None, description="Decisions made at or after (ISO 8601)"),
-    until: datetime | None = Query(None, description="Decisions made before (ISO 8601)"),
+    since: Moment | None = Query(None, description="Decisions made at or after (ISO 8601)"),
+    until: Moment | None = Query(None, description="Decisions made before (ISO 8601)"),
     confidence_level: float = Query(0.95, ge=0.5, lt=1),
 ):
     """Percent agreement and Krippendorff's alpha with bootstrap intervals, and each

@@ -12,8 +12,9 @@ from ... import items, review, tokens
 from ...schemas import ID_PATTERN, AdjudicationIn, DecisionIn, ItemOut
 from ...vocab import Role, Scope
 from ..deps import Caller, ItemId, QueueName, writes_of
+from ..errors import V1_ERRORS
 
-router = APIRouter(prefix="/v1", tags=["review"])
+router = APIRouter(prefix="/v1", tags=["review"], responses=V1_ERRORS)
 
 
 def _json(model: BaseModel) -> Response:
