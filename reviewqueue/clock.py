@@ -10,8 +10,9 @@ was never exported. So on PostgreSQL the process reads the server's clock (the s
 layer calls :func:`sync` on new connections, at most every :data:`SYNC_SECONDS`) and
 :func:`now` is that reading carried forward on this host's monotonic clock: the hosts'
 own wall clocks, and any step they take, do not matter. The reading is the midpoint of
-the quickest of three round trips, so it is off by at most half of one (well under a
-millisecond on a LAN). On SQLite every writer is on one host and :func:`now` is
+the quickest of up to five round trips, so it is off by at most half of one; one whose
+round trip took over :data:`MAX_ROUND_TRIP` does not replace a good reading (readers of
+"everything before this moment has committed" allow a second of error). On SQLite every writer is on one host and :func:`now` is
 that host's clock.
 """
 
@@ -52,6 +53,13 @@ def real_now() -> datetime:
     return datetime.fromtimestamp(anchor[0] + (time.monotonic() - anchor[1]), UTC)
 
 
+#: A reading is trusted when its round trip took at most this long: its error is at
+#: most half of it. (Under heavy load every round trip can be slow: the reading is then
+#: tried again a second later, keeping the last good one meanwhile.)
+MAX_ROUND_TRIP = 0.05
+RETRY_SECONDS = 1.0
+
+
 def sync_due() -> bool:
     synced = _synced_at
     return synced is None or time.monotonic() - synced > SYNC_SECONDS
@@ -62,17 +70,26 @@ def sync(read_database_epoch: Callable[[], float]) -> float:
     clock is from it, in seconds (positive: the host is ahead)."""
     global _anchor, _synced_at
     best = None
-    for _ in range(3):
+    for _ in range(5):
         t0 = time.monotonic()
         db = read_database_epoch()
         t1 = time.monotonic()
         if best is None or t1 - t0 < best[0]:
             best = (t1 - t0, db, (t0 + t1) / 2)
-    _, db, mono = best
+        if best[0] <= MAX_ROUND_TRIP / 5:
+            break
+    rtt, db, mono = best
     skew = time.time() - (db + (time.monotonic() - mono))
     with _sync_lock:
         first = _anchor is None
-        _anchor, _synced_at = (db, mono), time.monotonic()
+        if rtt > MAX_ROUND_TRIP and not first:
+            # Too uncertain to replace a good reading: try again soon.
+            _synced_at = time.monotonic() - SYNC_SECONDS + RETRY_SECONDS
+            return skew
+        _anchor = (db, mono)
+        _synced_at = (
+            time.monotonic() if rtt <= MAX_ROUND_TRIP else time.monotonic() - SYNC_SECONDS + RETRY_SECONDS
+        )
     if abs(skew) > SKEW_WARNING_SECONDS and (first or abs(skew) > 2 * SKEW_WARNING_SECONDS):
         log.warning(
             "this host's clock is %.1f s %s the database's; reviewqueue stamps everything with the "

@@ -136,7 +136,7 @@ def test_empty_period_writes_valid_empty_files(engine, queue, tmp_path):
     for fmt in ("jsonl", "csv", "parquet", "chat-jsonl"):
         [r] = export.export(tmp_path, fmt=fmt, week_spec="2020-W01", engine=engine)
         assert r.rows == 0 and json.loads(r.manifest.read_text())["rows"] == 0
-    base = "support/2020-W01"
+    base = "support/weeks/2020-W01"
     assert pq.read_table(tmp_path / "parquet" / base / "data.parquet").schema.names == COLUMNS
     assert (tmp_path / "csv" / base / "data.csv").read_text().strip() == ",".join(COLUMNS)
     assert (tmp_path / "jsonl" / base / "data.jsonl").read_text() == ""
@@ -180,7 +180,9 @@ def test_week_bounds_are_monday_to_monday_utc(engine, queue, tmp_path, fake_cloc
     for fmt in ("jsonl", "parquet"):
         [r] = export.export(tmp_path, fmt=fmt, week_spec="2026-W47", engine=engine)
         assert r.rows == 2 and r.counts_by_verdict == {"approve": 2}
-    rows = [json.loads(x) for x in (tmp_path / "jsonl/support/2026-W47/data.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(x) for x in (tmp_path / "jsonl/support/weeks/2026-W47/data.jsonl").read_text().splitlines()
+    ]
     assert [x["external_id"] for x in rows] == ["ext-1", "ext-2"]
     assert rows[0]["decided_at"].startswith("2026-11-16T00:00:00.")
 
@@ -413,7 +415,7 @@ def test_a_failed_parallel_export_leaves_no_file_and_keeps_the_watermark(
     monkeypatch.setattr(slices.Workers, "receive", fail_on_second)
     with pytest.raises(RuntimeError, match="worker lost"):
         export.export(tmp_path, fmt="parquet", engine=engine, workers=2)
-    assert not list(tmp_path.glob("*/support/*/data.*"))
+    assert not list(tmp_path.glob("*/support/**/data.*"))
     assert not list((tmp_path / ".partial").iterdir())
     assert export.watermark(export.default_feed("parquet", ""), "support", engine=engine) is None
 
@@ -496,21 +498,29 @@ def test_a_second_run_of_a_feed_at_once_exports_nothing_twice(
     monkeypatch.setattr(run, "_record", other_run_first)
     with pytest.raises(Conflict, match="meanwhile"):
         export.export(tmp_path, fmt="jsonl", feed="f", engine=engine)
-    files = list(tmp_path.glob("jsonl/support/*/data.jsonl"))
+    files = list(tmp_path.glob("jsonl/support/feeds/f/*/data.jsonl"))
     assert len(files) == 1 and len(_ids([type("R", (), {"path": files[0]})])) == 3
     assert not list((tmp_path / ".partial").iterdir())
 
 
-def test_layout_is_one_dataset_per_format_and_queue(engine, decided, tmp_path):
+def test_layout_is_one_dataset_per_kind_of_export(engine, decided, tmp_path):
+    """A feed and a week export into the same OUT: each folder the README reads is one
+    dataset, with every item once (they once shared a folder that held 179 items twice)."""
     import pyarrow.parquet as pq
 
     [p] = export.export(tmp_path, fmt="parquet", engine=engine)
     [j] = export.export(tmp_path, fmt="jsonl", engine=engine)
-    assert p.path.relative_to(tmp_path).parts[:2] == ("parquet", "support")
-    assert j.path.relative_to(tmp_path).parts[:2] == ("jsonl", "support")
+    [w] = export.export(tmp_path, fmt="parquet", week_spec=_this_week(), engine=engine)
+    [r] = export.export(tmp_path, fmt="parquet", since=datetime(2000, 1, 1, tzinfo=UTC), engine=engine)
+    assert p.path.relative_to(tmp_path).parts[:4] == ("parquet", "support", "feeds", "parquet")
+    assert j.path.relative_to(tmp_path).parts[:4] == ("jsonl", "support", "feeds", "jsonl")
+    assert w.path.relative_to(tmp_path).parts[:3] == ("parquet", "support", "weeks")
+    assert r.path.relative_to(tmp_path).parts[:3] == ("parquet", "support", "ranges")
     assert p.manifest.name == export.MANIFEST == "_manifest.json"
-    assert len(pd.read_parquet(tmp_path / "parquet" / "support")) == 5  # the manifest is skipped
-    assert pq.read_table(tmp_path / "parquet").num_rows == 5
+    for folder in ("feeds/parquet", "weeks"):
+        df = pd.read_parquet(tmp_path / "parquet" / "support" / folder)  # the manifests are skipped
+        assert len(df) == 5 and df["item_id"].is_unique, folder
+    assert pq.read_table(tmp_path / "parquet" / "support" / "weeks").num_rows == 5
 
 
 # --- crashes ----------------------------------------------------------------------------
@@ -539,7 +549,7 @@ def test_killed_at_any_step_the_next_run_neither_repeats_nor_skips(
     _decide_n(engine, 5, 3)
     fake_clock.advance(2)
     export.export(tmp_path, fmt="jsonl", engine=engine)
-    files = sorted(tmp_path.glob("jsonl/support/*/data.jsonl"))
+    files = sorted(tmp_path.glob("jsonl/support/feeds/jsonl/*/data.jsonl"))
     ids = [json.loads(x)["item_id"] for f in files for x in f.read_text().splitlines()]
     assert len(ids) == 8 == len(set(ids)), (step, files)
     from reviewqueue import store

@@ -439,7 +439,16 @@ def _check(run: dict) -> None:
     for r in sorted(rows, key=lambda r: r["decided_at"]):
         latest[r["item_id"]] = r["verdict"]
     finals = {r.id for r in items if r.status in ("approved", "rejected")}
-    assert set(latest) == finals
+    if set(latest) != finals:  # what the feed missed, and why
+        with store.read(engine) as tx:
+            missed = tx.execute(
+                text("SELECT id, decided_at, updated_at FROM items WHERE id = ANY(:ids)"),
+                {"ids": sorted(finals - set(latest))},
+            ).all()
+            runs_seen = tx.execute(
+                text("SELECT queue, since, until, rows FROM export_runs ORDER BY id")
+            ).all()
+        raise AssertionError(f"missed {missed}; runs {runs_seen[-6:]}")
     # Three purgers at once (the worker's job, two threads, the CLI): each item once.
     assert purged == 1500 and sum(c["count"] for c in purge_counts) == 1500
     # A node with another server key does not start, and says what to set.

@@ -3,6 +3,7 @@ command, then the pandas / DuckDB / Hugging Face one-liners against what they wr
 
 import re
 import shlex
+from datetime import UTC, datetime
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -83,16 +84,26 @@ def test_every_export_snippet_works_as_written(engine, tmp_path, monkeypatch, fa
         result = runner.invoke(cli.app, args[1:])
         assert result.exit_code == 0, (command, result.output, result.exception)
     assert (tmp_path / "srv" / "parquet" / "support-replies").is_dir()
+    # A week export into the same folder as the feed: the week the decisions fall in, and
+    # a range over everything (the first-day defect: a folder then held items twice).
+    week = datetime.now(UTC).isocalendar()
+    for extra in (["--week", f"{week.year}-W{week.week:02d}"], ["--since", "2000-01-01T00:00:00Z"]):
+        result = runner.invoke(cli.app, ["export", "--format", "parquet", *extra])
+        assert result.exit_code == 0, result.output
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     for snippet in blocks(EXPORTS, "python"):
         scope: dict = {}
         exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102 (the README's own code)
-    assert len(scope["df"]) == 6
+    for name in ("feed", "weeks"):
+        assert len(scope[name]) == 6 and scope[name]["item_id"].is_unique, name
     assert scope["ds"]["train"].num_rows == 6
     counts = dict(
         scope["duckdb"]
-        .sql("SELECT verdict, count(*) FROM read_parquet('data/exports/parquet/*/*/data.parquet') GROUP BY 1")
+        .sql(
+            "SELECT verdict, count(*) FROM read_parquet('data/exports/parquet/*/feeds/parquet/*/data.parquet') "
+            "GROUP BY 1"
+        )
         .fetchall()
     )
     assert counts == {"approve": 3, "correct": 3}

@@ -83,15 +83,21 @@ def _reviews(dialect: str):
     array = func.jsonb_build_array if dialect == "postgresql" else func.json_array
     single = array(obj(*_decision_fields(Review, dialect)))
     other = aliased(Review)
-    listed = select(other).where(other.item_id == Item.id, other.undone_at.is_(None)).order_by(other.id)
-    inner = listed.subquery()
-    row = aliased(Review, inner)
+    mine = (other.item_id == Item.id, other.undone_at.is_(None))
     if dialect == "postgresql":
-        many = select(func.jsonb_agg(aggregate_order_by(obj(*_decision_fields(row, dialect)), inner.c.id)))
-    else:  # SQLite aggregates in the order the subquery gives its rows
-        many = select(func.json_group_array(obj(*_decision_fields(row, dialect))))
+        many = select(
+            func.jsonb_agg(aggregate_order_by(obj(*_decision_fields(other, dialect)), other.id))
+        ).where(*mine)
+    else:
+        # SQLite 3.40 has no ORDER BY inside an aggregate: it aggregates in the order a
+        # subquery gives its rows. The subquery must be correlated to the row's item
+        # explicitly: left to itself, SQLAlchemy listed `items` in the subquery's own
+        # FROM, and every row got the decisions of every item of the period.
+        inner = select(other).where(*mine).order_by(other.id).correlate(Item).subquery()
+        row = aliased(Review, inner)
+        many = select(func.json_group_array(obj(*_decision_fields(row, dialect)))).select_from(inner)
     lone = and_(Item.reviews_done <= 1, Review.adjudication.is_(False))
-    return case((lone, single), else_=many.select_from(inner).scalar_subquery())
+    return case((lone, single), else_=many.scalar_subquery())
 
 
 def _select(dialect: str, json_as_text: bool, verdicts: list[str] | None):

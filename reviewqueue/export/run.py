@@ -1,9 +1,12 @@
 """Running an export: where files go, the feeds' watermarks, and how a file and its
 record move together.
 
-Layout: ``OUT/<format>/<queue>/<period>/data.<ext>`` with ``_manifest.json`` beside it.
-One folder per format and queue is one dataset (Arrow, pandas and DuckDB skip files
-whose names start with ``_``).
+Layout: ``OUT/<format>/<queue>/weeks/<week>/``, ``.../feeds/<feed>/<period>/`` and
+``.../ranges/<period>/``, each with ``data.<ext>`` and ``_manifest.json``. ``weeks/`` is
+one dataset (weeks never overlap), so is each ``feeds/<feed>/`` (a feed never repeats a
+decision), and each range folder; a week export and a feed to the same ``OUT`` never
+mix (they once shared ``OUT/<format>/<queue>/`` and a folder read as one dataset held
+179 items twice). Arrow, pandas and DuckDB skip files whose names start with ``_``.
 
 Feeds: an incremental export belongs to a named feed (``--feed``; by default one per
 format and verdict filter, stored in the database) and continues from that feed's last
@@ -24,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -204,12 +208,26 @@ def _check_feed(feed: str, fmt: str, verdict_key: str, out: Path, engine) -> Non
         )
 
 
+def dataset_folder(mode: str, feed: str | None) -> str:
+    """Where, under ``OUT/<format>/<queue>/``, a run of this kind goes: one folder per
+    dataset. Weeks never overlap (``weeks/``); each feed never repeats a decision
+    (``feeds/<feed>/``); ranges may overlap, so each range folder is a dataset of its own."""
+    if mode == "week":
+        return "weeks"
+    if mode == INCREMENTAL:
+        return "feeds/" + re.sub(r"[^A-Za-z0-9._+-]", "_", feed or "default")
+    return "ranges"
+
+
 def _out_of(data_file: Path, fmt: str) -> Path | None:
-    """The export folder a run's file is in (``OUT/<format>/<queue>/<period>/data.<ext>``)."""
+    """The export folder a run's file is in: ``OUT/<format>/<queue>/feeds/<feed>/<period>/
+    data.<ext>`` (or, from before 0.2, ``OUT/<format>/<queue>/<period>/data.<ext>``)."""
     parts = data_file.parts
-    if len(parts) < 5 or parts[-4] != fmt:
-        return None
-    return Path(*parts[:-4])
+    if len(parts) >= 7 and parts[-4] == "feeds" and parts[-6] == fmt:
+        return Path(*parts[:-6])
+    if len(parts) >= 5 and parts[-4] == fmt:
+        return Path(*parts[:-4])
+    return None
 
 
 def _export_one(
@@ -224,7 +242,7 @@ def _export_one(
     engine,
     workers: int,
 ) -> ExportResult:
-    final_dir = out / fmt / queue / period.label
+    final_dir = out / fmt / queue / dataset_folder(period.mode, feed) / period.label
     partial_dir = out / ".partial"
     _mkdirs(partial_dir)
     name = f"data.{FORMATS[fmt]}"
