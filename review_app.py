@@ -1,9 +1,9 @@
 """Streamlit entry point: ``streamlit run review_app.py``. The app lives in the package
-(``reviewqueue/ui/app.py``) so an installed reviewqueue can run it from anywhere."""
+(``reviewqueue/ui/``): its pages, and the routes beside them (sign-in, sessions, export
+downloads), so an installed reviewqueue runs it from anywhere (``reviewqueue ui``)."""
 
-import runpy
-from pathlib import Path
+import streamlit as st
 
-import reviewqueue.ui
+from reviewqueue.ui.routes import SCRIPT, middleware, routes
 
-runpy.run_path(str(Path(reviewqueue.ui.__file__).parent / "app.py"), run_name="__main__")
+app = st.App(str(SCRIPT), routes=routes, middleware=middleware)

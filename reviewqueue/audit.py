@@ -154,9 +154,9 @@ def _bound(engine) -> int:
     """The seal key below which every event has committed."""
     if store.is_sqlite(engine):
         with store.write(engine) as tx:  # no writer in flight
-            return queries.SEAL_BOUND.first(tx).bound
+            return queries.seal_bound(tx)
     with store.read(engine) as tx:
-        return queries.SEAL_BOUND.first(tx).bound
+        return queries.seal_bound(tx)
 
 
 def _event_ok(event_key: bytes, event) -> bool:

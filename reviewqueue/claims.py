@@ -146,3 +146,30 @@ def release(item_id: str, reviewer: str, *, engine=None) -> ItemOut:
             at=now,
         )
         return to_out(row)
+
+
+def release_all(reviewer: str, *, engine=None) -> int:
+    """Give back every item ``reviewer`` holds, in every queue (signing out); how many."""
+    from sqlalchemy import select
+
+    from .models import Item, Queue
+
+    with store.read(engine) as tx:
+        names = list(tx.execute(select(Queue.name)).scalars())
+        held = [
+            item_id
+            for name in names  # per queue: the claim index's (queue, status) prefix
+            for item_id in tx.execute(
+                select(Item.id).where(
+                    Item.queue == name, Item.status == Status.IN_REVIEW, Item.lease_holder == reviewer
+                )
+            ).scalars()
+        ]
+    released = 0
+    for item_id in held:
+        try:
+            release(item_id, reviewer, engine=engine)
+            released += 1
+        except (Conflict, LeaseLost):
+            pass  # someone else has it now, or it was decided meanwhile
+    return released

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ SYNC_SECONDS = 30.0
 #: A host whose clock is further than this from the database's is named in the log.
 SKEW_WARNING_SECONDS = 1.0
 
+#: Inside a PostgreSQL write transaction: the transaction's own timestamp, set by the
+#: storage layer, which :func:`now` returns (see :func:`pinned`).
+_pinned: ContextVar[datetime | None] = ContextVar("reviewqueue_pinned_now", default=None)
+
 #: (database epoch seconds, this host's monotonic seconds) at the last reading.
 _anchor: tuple[float, float] | None = None
 _synced_at: float | None = None  # monotonic
@@ -39,10 +44,28 @@ _sync_lock = threading.Lock()
 
 
 def now() -> datetime:
+    pinned_now = _pinned.get()
+    if pinned_now is not None:
+        return pinned_now
     anchor = _anchor
     if anchor is None:
         return datetime.now(UTC)
     return datetime.fromtimestamp(anchor[0] + (time.monotonic() - anchor[1]), UTC)
+
+
+@contextmanager
+def pinned(moment: datetime) -> Iterator[None]:
+    """Within the block, :func:`now` is ``moment``: the storage layer pins a PostgreSQL
+    write transaction's own start time (``transaction_timestamp()``), so everything it
+    stamps is on the database's clock and never earlier than the transaction's start,
+    exactly, whatever this host's clock or its last reading says. (Readers that ask
+    "has everything before this moment committed?" rely on that: a reading off by
+    more than their margin, under heavy load, once let an export feed skip decisions.)"""
+    token = _pinned.set(moment)
+    try:
+        yield
+    finally:
+        _pinned.reset(token)
 
 
 def real_now() -> datetime:

@@ -76,6 +76,8 @@ class Item(SQLModel, table=True):
         Index("ix_items_claim", "queue", "status", "claim_order"),
         Index("ix_items_updated", "updated_at", "id"),
         Index("ix_items_decided", "decided_at"),
+        # Exports walk a queue's final decisions by when the items became final.
+        Index("ix_items_queue_decided", "queue", "decided_at"),
         # The oldest waiting item and the backlog by age: seeks and range counts per
         # (queue, status), never a walk over the queue's whole history.
         Index("ix_items_waiting", "queue", "status", "created_at"),
@@ -356,6 +358,20 @@ class AuditSeal(SQLModel, table=True):
     last_at: datetime | None = Field(default=None)
     mac: str | None = Field(default=None, max_length=64)
     sealed_at: datetime = Field(default_factory=clock.now)
+
+
+class UiSession(SQLModel, table=True):
+    """A signed-in review-app session (sessions.py): only a SHA-256 of its cookie's token."""
+
+    __tablename__ = "ui_sessions"
+    __table_args__ = (Index("ix_ui_sessions_user", "user", "ended_at"),)
+
+    id_hash: str = Field(primary_key=True, max_length=64)
+    user: str = Field(foreign_key="users.name", max_length=128)
+    created_at: datetime
+    last_seen_at: datetime
+    ended_at: datetime | None = Field(default=None)
+    client: str = Field(default="", max_length=64)
 
 
 class ClusterFact(SQLModel, table=True):

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from . import cache, clock, events, store
 from .errors import AlreadyExists, QueueNotFound, ValidationFailed
-from .models import Item, Queue
+from .models import Item, Queue, User
 from .schemas import QUEUE_NAME_PATTERN, QueueOut, QueueSettings
 from .vocab import WAITING, EventKind
 
@@ -56,6 +56,20 @@ def _check_consistent(queue: Queue) -> None:
         )
 
 
+def _check_reviewers(tx, values: dict[str, Any]) -> None:
+    """A queue's reviewers are users that exist (a typo once assigned nobody)."""
+    names = values.get("reviewers") or []
+    if not names:
+        return
+    found = set(tx.session.scalars(select(User.name).where(User.name.in_(names))))
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        raise ValidationFailed(
+            f"no such user: {', '.join(unknown)} (add them first: reviewqueue user add NAME)",
+            [{"loc": ["reviewers"], "msg": f"no such user: {', '.join(unknown)}", "type": "value_error"}],
+        )
+
+
 def create(
     name: str, settings: QueueSettings | dict | None = None, *, actor: str = "system", engine=None
 ) -> Queue:
@@ -64,6 +78,7 @@ def create(
     with store.write(engine) as tx:
         if tx.session.get(Queue, name) is not None:
             raise AlreadyExists(f"queue {name!r} already exists")
+        _check_reviewers(tx, values)
         queue = Queue(name=name, **values)
         _check_consistent(queue)
         tx.session.add(queue)
@@ -93,6 +108,7 @@ def update(
         queue = tx.session.get(Queue, name)
         if queue is None:
             raise QueueNotFound(name)
+        _check_reviewers(tx, values)
         before = _snapshot(queue)
         for key, value in values.items():
             setattr(queue, key, value)

@@ -30,7 +30,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from . import clock, events, jobs, keys, outbox, store, webhooks
-from .errors import ItemNotFound
+from .errors import ItemNotFound, QueueNotFound
 from .models import ExportRun, Item, Queue, Review, WebhookDelivery
 from .vocab import WAITING, EventKind, Status
 
@@ -72,6 +72,8 @@ def purge(*, queue: str | None = None, engine=None, now=None) -> dict[str, int]:
     engine = engine or store.get_engine()
     now = now or clock.now()
     with store.read(engine) as tx:
+        if queue and tx.session.get(Queue, queue) is None:
+            raise QueueNotFound(queue)
         stmt = select(Queue.name, Queue.retention_days).where(Queue.retention_days.is_not(None))
         if queue:
             stmt = stmt.where(Queue.name == queue)
@@ -140,7 +142,10 @@ def erase(
         if item.purged_at is not None and (item.external_id or "").startswith("erased:"):
             return item.id
         now = clock.now()
+        # Every moment a file could have taken the item at: when it became final, and
+        # when each of its decisions was made (an undone one may be in an older file).
         decided = [r.created_at for r in tx.session.scalars(select(Review).where(Review.item_id == item.id))]
+        decided += [item.decided_at] if item.decided_at else []
         digest = None
         if item.external_id is not None:
             digest = "erased:" + erased_id(item.queue, item.external_id, store.settings_of(engine))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
+from functools import lru_cache
 from typing import NamedTuple
 
 from argon2 import PasswordHasher
@@ -16,14 +18,32 @@ from .models import SignInAttempt, User
 from .vocab import EventKind, Role
 
 _hasher = PasswordHasher()
-# Verified against when the user does not exist, so a wrong name costs as long as a
-# wrong password and timing does not reveal which names exist.
-_DUMMY_HASH = _hasher.hash("reviewqueue-dummy-password")
 
 
-def _check(name: str, role: str, password: str | None) -> None:
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so a wrong name costs as long as
+    a wrong password and timing does not reveal which names exist. Made on first use:
+    hashing at import cost every command half a second."""
+    return _hasher.hash("reviewqueue-dummy-password")
+
+
+#: A user name: what a reviewer types to sign in and what the audit log names.
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
+
+
+def _check(name: str, role: str, password: str | None, *, new: bool = False) -> None:
     errors = []
-    if not name or len(name) > 128 or not name.strip() == name:
+    if new and not USER_NAME.fullmatch(name or ""):
+        errors.append(
+            {
+                "loc": ["name"],
+                "msg": "1-128 letters, digits, '_', '.', '@', '+' or '-', starting with a letter or digit "
+                "(no spaces)",
+                "type": "value_error",
+            }
+        )
+    elif not name or len(name) > 128 or not name.strip() == name:
         errors.append(
             {"loc": ["name"], "msg": "1-128 characters, no leading or trailing spaces", "type": "value_error"}
         )
@@ -44,7 +64,7 @@ def add(
     actor: str = "system",
     engine=None,
 ) -> User:
-    _check(name, role, password)
+    _check(name, role, password, new=True)
     with store.write(engine) as tx:
         if tx.session.get(User, name) is not None:
             raise AlreadyExists(f"user {name!r} already exists")
@@ -87,6 +107,10 @@ def update(
         from . import tokens
 
         tokens.forget_recent()  # this process: at once; the others within tokens.RECENT_SECONDS
+    if changes.get("active") is False:
+        from . import sessions
+
+        sessions.end_all(name, engine=engine)  # signed out of the review app at once
     return user
 
 
@@ -98,6 +122,13 @@ def get(name: str, *, engine=None) -> User | None:
 def by_email(email: str, *, engine=None) -> User | None:
     with store.read(engine) as tx:
         return tx.session.scalars(select(User).where(User.email == email, User.active.is_(True))).first()
+
+
+def active_admins(*, engine=None) -> list[str]:
+    with store.read(engine) as tx:
+        return list(
+            tx.session.scalars(select(User.name).where(User.role == Role.ADMIN, User.active.is_(True)))
+        )
 
 
 def all_users(*, engine=None) -> list[User]:
@@ -152,7 +183,7 @@ def authenticate(name: str, password: str, *, client: str | None = None, engine=
     user = get(name, engine=engine) if name else None
     try:
         ok = _hasher.verify(
-            user.password_hash if user and user.password_hash else _DUMMY_HASH, password or ""
+            user.password_hash if user and user.password_hash else _dummy_hash(), password or ""
         )
     except (VerificationError, InvalidHashError):
         ok = False

@@ -135,6 +135,8 @@ def test_agreement_and_disputes_over_http_cli_and_metrics(engine, db_url, pair, 
 
 
 def test_queue_settings_for_several_reviewers_from_the_cli(engine, db_url, tmp_path):
+    for name in ("ann", "bob"):
+        users.add(name, role="reviewer", engine=engine)
     runner = CliRunner()
     guide = tmp_path / "guide.md"
     guide.write_text("# Refunds\nApprove only what the **policy** says.", encoding="utf-8")

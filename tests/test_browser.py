@@ -100,14 +100,29 @@ def app_server(tmp_path, recorder):
         yield base, url
 
 
-def sign_in(page, base, name="rita"):
+def keys_ready(page):
+    """The review app's keyboard script is running (ui/keys.py marks the page)."""
+    page.wait_for_selector("html[data-rq-keys]", state="attached", timeout=30_000)
+
+
+def settled(page):
+    """The app's script has finished its run: a shortcut pressed while the page is being
+    replaced can be lost (Streamlit re-registers a button's key when it draws it)."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=30_000)
+
+
+def sign_in(page, base, name="rita", path=""):
+    """Sign in from the keyboard only: the cursor starts in the user name, Tab, Enter."""
     from playwright.sync_api import expect
 
-    page.goto(base)
-    page.get_by_label("Username").fill(name)
-    page.get_by_role("textbox", name="Password").fill(f"{name}-password")
-    page.get_by_role("button", name="Sign in").click()
+    page.goto(base + path)
+    expect(page).to_have_url(re.compile(r"/rq/sign-in\?next="), timeout=30_000)
+    page.keyboard.type(name)
+    page.keyboard.press("Tab")
+    page.keyboard.type(f"{name}-password")
+    page.keyboard.press("Enter")
     expect(page.get_by_text(f"Signed in as {name}")).to_be_visible(timeout=30_000)
+    keys_ready(page)
 
 
 def sign_in_and_open_queue(page, base):
@@ -115,13 +130,22 @@ def sign_in_and_open_queue(page, base):
 
     sign_in(page, base)
     # The only queue is preselected; the first item is claimed and shown at once.
-    expect(page.get_by_role("button", name="Approve · A")).to_be_enabled(timeout=30_000)
+    expect(page.get_by_role("button", name="Approve")).to_be_enabled(timeout=30_000)
+    settled(page)
 
 
 def decided_today(page, n: int):
     from playwright.sync_api import expect
 
     expect(page.get_by_text(f"You: {n} today")).to_be_visible(timeout=30_000)
+
+
+def item_on_screen(page) -> str:
+    from playwright.sync_api import expect
+
+    caption = page.get_by_text(re.compile(r"^item [0-9a-f-]{36}$"))
+    expect(caption).to_be_visible(timeout=30_000)
+    return caption.inner_text().removeprefix("item ")
 
 
 def status_of(url, external_id, queue="support"):
@@ -133,45 +157,76 @@ def status_of(url, external_id, queue="support"):
 
 
 def test_review_flow_from_the_keyboard(browser, app_server, recorder, tmp_path):
+    """Sign-in to four decisions with no mouse and no waiting between keys and typing:
+    A approves; E then typing goes into the editor (even the letters that are
+    shortcuts), Ctrl+Enter shows the diff, again saves; M, a comment, Esc, X and a
+    reason number reject with the comment."""
     from playwright.sync_api import expect
 
     base, url = app_server
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
     sign_in_and_open_queue(page, base)
     # 1. The evil item is first (lowest confidence): approve it with A.
     expect(page.get_by_text("not bold**").first).to_be_visible()
     page.keyboard.press("a")
     decided_today(page, 1)
     assert status_of(url, "evil").status == "approved"
-    # 2. Correct the password answer: E opens the editor, Ctrl+Enter shows the coloured diff, again saves.
+    # 2. E and straight on typing: "as" holds an A and an S, which must not approve or skip.
     expect(page.get_by_text("Go to Settings and press Reset.").first).to_be_visible(timeout=30_000)
-    page.keyboard.press("e")  # E opens the editor
+    page.keyboard.press("e")
+    page.keyboard.type(" as admin")
     editor = page.get_by_label("Corrected output")
-    editor.fill("Go to Settings > Security and press Reset password.")
-    editor.press("Control+Enter")
-    expect(page.get_by_text("+ > Security").first).to_be_visible(timeout=30_000)
-    shot = (
-        ROOT / "docs" / "review-page.png"
-        if os.environ.get("REVIEWQUEUE_UPDATE_SCREENSHOT")
-        else tmp_path / "shot.png"
-    )
-    page.screenshot(path=str(shot))
-    assert shot.stat().st_size > 10_000
-    editor.press("Control+Enter")
+    expect(editor).to_have_value("Go to Settings and press Reset. as admin", timeout=30_000)
+    expect(editor).to_be_focused()
+    page.keyboard.press("Control+Enter")
+    expect(page.get_by_text("+ as admin").first).to_be_visible(timeout=30_000)
+    for width, height, name in ((1366, 768, "review-page.png"), (1920, 1080, "review-page-1920.png")):
+        page.set_viewport_size({"width": width, "height": height})
+        shot = ROOT / "docs" / name if os.environ.get("REVIEWQUEUE_UPDATE_SCREENSHOT") else tmp_path / name
+        page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 10_000
+    page.keyboard.press("Control+Enter")
     decided_today(page, 2)
     corrected = status_of(url, "b")
     assert corrected.status == "corrected"
-    assert corrected.decision.final_output == "Go to Settings > Security and press Reset password."
-    # 3. Reject the refund answer: 1 picks the first reason, X rejects.
+    assert corrected.decision.final_output == "Go to Settings and press Reset. as admin"
+    # 3. M, a comment, Esc (the box lets go of the keys, the text stays), X, 1.
     expect(page.get_by_text("No refunds ever.").first).to_be_visible(timeout=30_000)
-    page.keyboard.press("1")
-    expect(page.get_by_text("Reject reason: press its number, then X")).to_be_visible()
-    time.sleep(0.5)  # the pick's rerun
+    page.keyboard.press("m")
+    page.keyboard.type("cites no policy")
+    expect(page.get_by_label(re.compile("^Comment"))).to_have_value("cites no policy", timeout=30_000)
+    page.keyboard.press("Escape")
     page.keyboard.press("x")
+    expect(page.get_by_text("Reject: which reason?")).to_be_visible(timeout=30_000)
+    page.keyboard.press("1")
     decided_today(page, 3)
     rejected = status_of(url, "c")
     assert rejected.status == "rejected" and rejected.decision.reason == "incorrect"
+    assert rejected.decision.comment == "cites no policy"
     assert recorder.requests == []
+
+
+def test_esc_closes_the_box_and_keeps_the_text(browser, app_server):
+    from playwright.sync_api import expect
+
+    base, url = app_server
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    sign_in_and_open_queue(page, base)
+    expect(page.get_by_text("not bold**").first).to_be_visible()
+    page.keyboard.press("e")
+    page.keyboard.type(" Actually, no.")
+    editor = page.get_by_label("Corrected output")
+    expect(editor).to_have_value(re.compile(r" Actually, no\.$"), timeout=30_000)
+    page.keyboard.press("Escape")  # out of the box
+    expect(editor).not_to_be_focused()
+    page.keyboard.press("Escape")  # the box closes
+    expect(editor).to_have_count(0, timeout=30_000)
+    expect(page.get_by_text("Your correction is kept")).to_be_visible()
+    page.keyboard.press("e")
+    expect(page.get_by_label("Corrected output")).to_have_value(
+        re.compile(r" Actually, no\.$"), timeout=30_000
+    )
+    assert status_of(url, "evil").status == "in_review"
 
 
 def test_enter_in_the_comment_never_decides(browser, app_server):
@@ -182,31 +237,95 @@ def test_enter_in_the_comment_never_decides(browser, app_server):
     sign_in_and_open_queue(page, base)
     expect(page.get_by_text("not bold**").first).to_be_visible()
     page.keyboard.press("m")  # M opens the comment box
+    page.keyboard.type("this looks wrong to me")
     comment = page.get_by_label("Comment (optional; Enter does not submit)")
-    comment.fill("this looks wrong to me")
-    comment.press("Enter")
+    expect(comment).to_have_value("this looks wrong to me", timeout=30_000)
+    page.keyboard.press("Enter")
     time.sleep(1.5)
     assert status_of(url, "evil").status == "in_review"
     expect(page.get_by_text("You: 0 today")).to_be_visible()
 
 
-def test_after_picking_a_queue_the_keys_review(browser, app_server):
+def test_queues_are_picked_and_labels_corrected_with_number_keys(browser, app_server):
     from playwright.sync_api import expect
 
     base, url = app_server
     engine = store.make_engine(url)
-    queues.create("other", {"threshold": 0.8, "audit_rate": 0.0}, engine=engine)
+    queues.create(
+        "tickets", {"threshold": 0.8, "audit_rate": 0.0, "labels": ["billing", "bug"]}, engine=engine
+    )
     ingest.submit(
-        {"queue": "other", "external_id": "o1", "input": "x", "output": "y", "confidence": 0.1}, engine=engine
+        {
+            "queue": "tickets",
+            "external_id": "t1",
+            "input": "the app crashes",
+            "output": "billing",
+            "predicted_label": "billing",
+            "confidence": 0.1,
+        },
+        engine=engine,
     )
     engine.dispose()
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     sign_in(page, base)
-    page.get_by_role("radio", name="other").click()
-    expect(page.get_by_role("button", name="Approve · A")).to_be_enabled(timeout=30_000)
-    page.keyboard.press("a")  # the picker must not have kept the keyboard
+    expect(page.get_by_role("button", name=re.compile(r"^tickets"))).to_be_enabled(timeout=30_000)
+    page.keyboard.press("2")  # support, tickets: tickets
+    expect(page).to_have_url(re.compile(r"\?queue=tickets$"), timeout=30_000)
+    expect(page.get_by_role("button", name="Submit correction")).to_be_enabled(timeout=30_000)
+    settled(page)
+    page.keyboard.press("2")  # bug
+    expect(page.get_by_role("button", name=re.compile("^bug"))).to_have_attribute(
+        "data-testid", "stBaseButton-primaryFormSubmit", timeout=30_000
+    )
+    page.keyboard.press("Control+Enter")
     decided_today(page, 1)
-    assert status_of(url, "o1", "other").status == "approved"
+    got = status_of(url, "t1", "tickets")
+    assert got.status == "corrected" and got.decision.final_label == "bug"
+    page.keyboard.press("q")  # back to the queues, then 1: support
+    expect(page.get_by_role("button", name=re.compile(r"^support"))).to_be_enabled(timeout=30_000)
+    page.keyboard.press("1")
+    expect(page.get_by_role("button", name="Approve")).to_be_enabled(timeout=30_000)
+    settled(page)
+    page.keyboard.press("a")
+    expect(page.get_by_text("You: 1 today")).to_be_visible(timeout=30_000)  # today's count is per queue
+    assert status_of(url, "evil").status == "approved"
+
+
+def test_a_reload_a_new_tab_and_an_address_keep_the_session_and_the_item(browser, app_server):
+    from playwright.sync_api import expect
+
+    base, url = app_server
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    sign_in_and_open_queue(page, base)
+    held = item_on_screen(page)
+    expect(page).to_have_url(re.compile(r"\?queue=support$"))
+    page.reload()
+    expect(page.get_by_text("Signed in as rita")).to_be_visible(timeout=30_000)
+    assert item_on_screen(page) == held  # still the reviewer's, not a new claim
+    second = context.new_page()
+    second.goto(base + "/browse")
+    expect(second).to_have_url(re.compile(r"/browse$"), timeout=30_000)
+    expect(second.get_by_text("Signed in as rita")).to_be_visible(timeout=30_000)
+    second.close()
+    # A bookmarked address in a browser with no session: sign in, then that page.
+    fresh = browser.new_context(viewport={"width": 1366, "height": 768})
+    other = fresh.new_page()
+    sign_in(other, base, path="/dashboard")
+    expect(other).to_have_url(re.compile(r"/dashboard$"), timeout=30_000)
+    fresh.close()
+    # Signing out gives the item back at once and every tab of the browser is out.
+    page.get_by_test_id("rq-sign-out").click()
+    expect(page.get_by_text("You signed out.")).to_be_visible(timeout=30_000)
+    engine = store.make_engine(url)
+    try:
+        assert items.get(held, engine=engine).status == "pending"
+    finally:
+        engine.dispose()
+    again = context.new_page()
+    again.goto(base + "/review?queue=support")
+    expect(again).to_have_url(re.compile(r"/rq/sign-in\?next=%2Freview%3Fqueue%3Dsupport$"), timeout=30_000)
+    context.close()
 
 
 def test_hidden_characters_show_as_markers(browser, app_server):
@@ -251,7 +370,7 @@ def test_long_content_scrolls_and_the_buttons_stay_in_view(browser, app_server):
     engine.dispose()
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     sign_in_and_open_queue(page, base)
-    approve = page.get_by_role("button", name="Approve · A")
+    approve = page.get_by_role("button", name="Approve")
     expect(approve).to_be_in_viewport()
     box = approve.bounding_box()
     assert box and box["y"] + box["height"] <= 900
@@ -282,7 +401,7 @@ def test_pages_have_their_own_urls(browser, app_server, recorder):
                     "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
                 ).first
             ).to_be_visible(timeout=30_000)
-    expect(page.get_by_role("button", name="Approve · A")).to_be_enabled(timeout=30_000)
+    expect(page.get_by_role("button", name="Approve")).to_be_enabled(timeout=30_000)
     assert recorder.requests == [] and outside == []
 
 
@@ -300,9 +419,9 @@ def test_other_pages_scripts_load_hidden_while_the_reviewer_reads(browser, app_s
     expect(preload.locator("[data-testid='stVegaLiteChart']")).to_be_attached(timeout=30_000)
     expect(preload).to_be_hidden()
     assert not page.get_by_text("preload", exact=True).first.is_visible()
-    first = page.get_by_text(re.compile(r"^Item ")).first.inner_text()
+    first = item_on_screen(page)
     page.keyboard.press("a")
-    expect(page.get_by_text(re.compile(r"^Item ")).first).not_to_have_text(first, timeout=30_000)
+    expect(page.get_by_text(re.compile(r"^item "))).not_to_have_text(f"item {first}", timeout=30_000)
     page.close()
 
 
@@ -365,8 +484,10 @@ def test_two_reviewers_disagree_and_a_lead_settles_it(browser, app_server, tmp_p
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
         sign_in(page, base, name)
-        page.get_by_role("radio", name="pair").click()
+        expect(page.get_by_role("button", name=re.compile(r"^pair"))).to_be_enabled(timeout=30_000)
+        page.keyboard.press("1")  # pair, support: pair
         expect(page.get_by_text("Refunds take 5 days.").first).to_be_visible(timeout=30_000)
+        settled(page)
         return context, page
 
     ctx, page = reviewer_session("ann")

@@ -172,6 +172,8 @@ def test_undo_works_until_the_item_is_final(engine, panel):
 
 
 def test_only_assigned_reviewers_get_items(engine, panel, api, make_token):
+    for name in ("ann", "bob"):
+        users.add(name, role="reviewer", engine=engine)
     queues.update(panel, {"reviewers": ["ann", "bob"]}, engine=engine)
     post(engine, panel)
     with pytest.raises(NotAssigned):

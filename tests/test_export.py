@@ -636,3 +636,26 @@ def test_a_label_correction_exports_a_consistent_reference(engine, label_queue, 
         "billing",
         1,
     )
+
+
+def test_a_feed_takes_an_item_when_it_becomes_final_not_when_its_first_review_was_written(
+    engine, tmp_path, fake_clock
+):
+    """Two reviews per item: the agreed decision is the first one, written before a feed
+    ran; the item becomes final after. The next run of the feed must take it (found by
+    three nodes under load: the feed skipped such items for good)."""
+    from reviewqueue import queues
+
+    queues.create("pair", {"threshold": 0.8, "audit_rate": 0.0, "reviews_required": 2}, engine=engine)
+    r = ingest.submit(item(1, queue="pair"), engine=engine)
+    held = review.claim_next("pair", "ann", engine=engine)
+    review.decide(held.id, "ann", {"verdict": "approve"}, engine=engine)
+    fake_clock.advance(5)
+    [first] = export.export(tmp_path, fmt="jsonl", queues=["pair"], engine=engine)
+    assert first.rows == 0  # not final yet
+    held = review.claim_next("pair", "bob", engine=engine)
+    review.decide(held.id, "bob", {"verdict": "approve"}, engine=engine)
+    fake_clock.advance(5)
+    [second] = export.export(tmp_path, fmt="jsonl", queues=["pair"], engine=engine)
+    [row] = [json.loads(x) for x in second.path.read_text().splitlines()]
+    assert row["item_id"] == r.id and [x["reviewer"] for x in row["reviews"]] == ["ann", "bob"]

@@ -1,7 +1,7 @@
 """The layer rules, checked on the source:
 
 - the domain (``reviewqueue/*.py``) imports no web, UI or CLI framework and none of the
-  shells (``api/``, ``ui/``, ``cli.py``);
+  shells (``api/``, ``ui/``, ``cli/``);
 - the shells hold no SQL: they import neither SQLAlchemy nor the named queries;
 - only the storage layer (``reviewqueue/store/``) reaches the drivers: nothing else
   imports a driver, a store submodule other than the public package and its named
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "reviewqueue"
-SHELLS = ("api", "ui", "cli.py")
+SHELLS = ("api", "ui", "cli")
 FRAMEWORKS = {"fastapi", "starlette", "streamlit", "typer", "uvicorn", "click"}
 DRIVERS = {"sqlite3", "psycopg", "psycopg2"}
 DRIVER_ACCESS = re.compile(r"driver_connection|dbapi_connection|exec_driver_sql|\.connection\.connection")

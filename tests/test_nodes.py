@@ -322,9 +322,12 @@ def _run_load(engine, nodes, headers, hook, tmp_path, worker) -> None:
 
     def feed() -> None:  # the README's incremental feed, run while everything happens
         while not stop_feed.wait(1.5):
-            feed_runs.extend(
-                export.export(tmp_path / "feed", fmt="jsonl", queues=[SOLO, PAIR], engine=engine)
-            )
+            try:
+                feed_runs.extend(
+                    export.export(tmp_path / "feed", fmt="jsonl", queues=[SOLO, PAIR], engine=engine)
+                )
+            except Exception as exc:  # reported by the test
+                feed_runs.append(exc)
 
     purgers = [threading.Thread(target=lambda: retention.purge(engine=engine), daemon=True) for _ in range(2)]
     feeder = threading.Thread(target=feed, daemon=True)
@@ -433,22 +436,59 @@ def _check(run: dict) -> None:
     assert result.ok, result.problem
     # The feed holds every final decision exactly once.
     feed_runs.extend(export.export(tmp_path / "feed", fmt="jsonl", queues=[SOLO, PAIR], engine=engine))
-    rows = [json.loads(line) for r in feed_runs for line in r.path.read_text().splitlines()]
+    assert not [r for r in feed_runs if isinstance(r, Exception)], feed_runs
+    # Read as a consumer does: the feed's folders, whatever the runs returned.
+    rows = [
+        json.loads(line)
+        for q in (SOLO, PAIR)
+        for f in sorted((tmp_path / "feed" / "jsonl" / q / "feeds" / "jsonl").glob("*/data.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
     assert len({(r["item_id"], r["decided_at"]) for r in rows}) == len(rows)  # no decision twice
     latest = {}
     for r in sorted(rows, key=lambda r: r["decided_at"]):
         latest[r["item_id"]] = r["verdict"]
     finals = {r.id for r in items if r.status in ("approved", "rejected")}
     if set(latest) != finals:  # what the feed missed, and why
+        ids = sorted(finals - set(latest))
         with store.read(engine) as tx:
             missed = tx.execute(
-                text("SELECT id, decided_at, updated_at FROM items WHERE id = ANY(:ids)"),
-                {"ids": sorted(finals - set(latest))},
+                text("SELECT id, queue, decided_at, final_review_id FROM items WHERE id = ANY(:ids)"),
+                {"ids": ids},
+            ).all()
+            history = tx.execute(
+                text(
+                    "SELECT item_id, kind, actor, at, seq FROM events WHERE item_id = ANY(:ids) ORDER BY id"
+                ),
+                {"ids": ids},
+            ).all()
+            reviews_of = tx.execute(
+                text(
+                    "SELECT id, item_id, reviewer, created_at, undone_at FROM reviews WHERE item_id = ANY(:ids)"
+                ),
+                {"ids": ids},
             ).all()
             runs_seen = tx.execute(
-                text("SELECT queue, since, until, rows FROM export_runs ORDER BY id")
+                text("SELECT queue, since, until, rows, created_at FROM export_runs ORDER BY id")
             ).all()
-        raise AssertionError(f"missed {missed}; runs {runs_seen[-6:]}")
+        t = lambda d: d.strftime("%M:%S.%f") if d else None  # noqa: E731
+        raise AssertionError(
+            "missed "
+            + "; ".join(
+                f"{m.id[-6:]} {m.queue} decided {t(m.decided_at)} final {m.final_review_id}" for m in missed
+            )
+            + "\nhistory "
+            + "; ".join(f"{h.item_id[-6:]} {h.kind} {h.actor} {t(h.at)} seq {h.seq}" for h in history)
+            + "\nreviews "
+            + "; ".join(
+                f"{r.id} {r.item_id[-6:]} {r.reviewer} {t(r.created_at)} undone {t(r.undone_at)}"
+                for r in reviews_of
+            )
+            + "\nruns "
+            + "; ".join(
+                f"{r.queue} {t(r.since)}-{t(r.until)} n={r.rows} at {t(r.created_at)}" for r in runs_seen
+            )
+        )
     # Three purgers at once (the worker's job, two threads, the CLI): each item once.
     assert purged == 1500 and sum(c["count"] for c in purge_counts) == 1500
     # A node with another server key does not start, and says what to set.

@@ -107,3 +107,34 @@ def test_every_export_snippet_works_as_written(engine, tmp_path, monkeypatch, fa
         .fetchall()
     )
     assert counts == {"approve": 3, "correct": 3}
+
+
+def test_the_python_snippets_work_as_written(engine, capsys):
+    """ "Posting outputs from Python" and "Reviewing from Python", run as they are written
+    (one after the other, as a reader would), against the queue and user they name."""
+    from reviewqueue import items, users
+
+    queues.create(
+        "support-replies",
+        {"threshold": 0.8, "audit_rate": 0.0, "reject_reasons": ["unsupported_by_sources", "other"]},
+        engine=engine,
+    )
+    users.add("maria", role="reviewer", engine=engine)
+    python = blocks(section("Posting outputs from Python"), "python")
+    assert len(python) == 2
+    scope: dict = {}
+    for snippet in python:
+        exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102 (the README's own code)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].endswith("pending below_threshold")
+    assert printed[1] == "auto_accepted, pending"
+    by_id = {
+        x: items.get_by_external_id("support-replies", x, engine=engine)
+        for x in ("ticket-8812", "ticket-8814")
+    }
+    # The first claim took the less confident item; its correction was undone and it was
+    # released; the second claim took it again and rejected it.
+    statuses = sorted(i.status for i in by_id.values())
+    assert statuses == ["pending", "rejected"]
+    rejected = next(i for i in by_id.values() if i.status == "rejected")
+    assert rejected.decision.reason == "unsupported_by_sources" and rejected.decision.reviewer == "maria"

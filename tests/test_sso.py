@@ -2,6 +2,7 @@
 local OIDC provider (discovery, authorize, token, JWKS), in a real browser."""
 
 import json
+import re
 import time
 import urllib.parse
 from pathlib import Path
@@ -129,7 +130,7 @@ def test_single_sign_on_maps_the_identity_to_a_user(browser, sso_app):
     base, provider = sso_app
     page = browser.new_page()
     page.goto(base)
-    page.get_by_role("button", name="Sign in with single sign-on").click()
+    page.get_by_role("link", name="Sign in with single sign-on").click()
     expect(page.get_by_text("Signed in as maria (reviewer)")).to_be_visible(timeout=30_000)
     assert provider.codes == {}  # the code was exchanged at the token endpoint
     page.close()
@@ -142,7 +143,28 @@ def test_single_sign_on_without_a_user_is_refused(browser, sso_app):
     provider.email = "stranger@example.com"
     page = browser.new_page()
     page.goto(base)
-    page.get_by_role("button", name="Sign in with single sign-on").click()
+    page.get_by_role("link", name="Sign in with single sign-on").click()
     expect(page.get_by_text("has no reviewqueue user")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Signed in as")).to_have_count(0)
     page.close()
+
+
+def test_the_identity_is_handed_over_once_and_the_session_rules_apply(browser, sso_app):
+    """After single sign-on the session is reviewqueue's: signing out ends it (the
+    identity cookie is gone too), and the audit log has the sign-in and the sign-out."""
+    from playwright.sync_api import expect
+
+    base, provider = sso_app
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(base + "/browse")
+    page.get_by_role("link", name="Sign in with single sign-on").click()
+    expect(page).to_have_url(re.compile(r"/browse$"), timeout=30_000)  # back to the page asked for
+    expect(page.get_by_text("Signed in as maria (reviewer)")).to_be_visible(timeout=30_000)
+    names = {c["name"] for c in context.cookies()}
+    assert "rq_session" in names and "_streamlit_user" not in names and "rq_next" not in names
+    page.get_by_test_id("rq-sign-out").click()
+    expect(page.get_by_text("You signed out.")).to_be_visible(timeout=30_000)
+    page.goto(base + "/review")
+    expect(page.get_by_role("link", name="Sign in with single sign-on")).to_be_visible(timeout=30_000)
+    context.close()

@@ -1,7 +1,8 @@
 """The review app's pages and actions, headless (streamlit.testing AppTest).
 
-Pages are run on their own with a signed-in session (``page_app``); the app script
-itself (sign-in, navigation, sessions) is run as users start it (``app``).
+Pages are run on their own with a signed-in session (``page_app``). Signing in is a form
+and a cookie beside the app (tests/test_sessions.py over HTTP, tests/test_browser.py in
+a browser): AppTest cannot send a cookie, so here the app script is only run without one.
 """
 
 from pathlib import Path
@@ -46,11 +47,6 @@ def seeded(db_url, engine):
     st.cache_resource.clear()
 
 
-@pytest.fixture
-def app(seeded):
-    return AppTest.from_file(APP, default_timeout=30)
-
-
 def _page_script(module: str) -> None:
     import importlib
 
@@ -70,15 +66,6 @@ def review_app(seeded):
     return page_app("review_page")
 
 
-def sign_in(at: AppTest, name="rita", password=None) -> AppTest:
-    at.run()
-    inputs = at.text_input
-    inputs[0].input(name)
-    inputs[1].input(password or f"{name}-password")
-    at.button[0].click().run()
-    return at
-
-
 def button(at: AppTest, label: str):
     return next(b for b in at.button if b.label.startswith(label))
 
@@ -86,7 +73,6 @@ def button(at: AppTest, label: str):
 def pick_queue(at: AppTest, name: str) -> AppTest:
     at.run()
     at.session_state["rq_queue"] = name
-    at.session_state["rq_queue_pick"] = name
     return at.run()
 
 
@@ -102,27 +88,12 @@ def current_id(at: AppTest) -> str:
 # --- sign-in and sessions -------------------------------------------------------------
 
 
-def test_sign_in_right_and_wrong(app):
-    app.run()
-    assert [t.label for t in app.text_input] == ["Username", "Password"]
-    assert app.button[0].label == "Sign in"
-    sign_in(app, "rita", "wrong")
-    assert "wrong username or password" in app.error[0].value
-    sign_in(app, "rita")
-    assert not app.error and not app.exception
-    assert "Signed in as rita" in app.sidebar.text[0].value
-
-
-def test_a_deactivated_account_is_signed_out_on_its_next_run(app, seeded):
-    sign_in(app, "adam")
-    assert "Signed in as adam (admin)" in app.sidebar.text[0].value
-    users.update("adam", role=Role.REVIEWER, engine=seeded)
-    app.run()
-    assert "Signed in as adam (reviewer)" in app.sidebar.text[0].value  # a demotion applies at once
-    users.update("adam", active=False, engine=seeded)
-    app.run()
-    assert not app.sidebar.text and "not active" in app.info[0].value
-    assert [t.label for t in app.text_input] == ["Username", "Password"]
+def test_the_app_without_a_session_sends_the_browser_to_sign_in(seeded):
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "You are signed out." in at.info[0].value
+    assert not at.sidebar.text  # no pages, no account
+    assert any("/rq/sign-in?next=" in h.proto.body for h in at.get("html"))
 
 
 def test_pages_follow_the_role(seeded):
@@ -194,21 +165,39 @@ def test_classification_queue_corrects_the_label_with_a_number_key(review_app, s
     assert got.decision.final_output == "bug"  # the reference never contradicts the label
 
 
-def test_reject_with_a_reason_picked_rejects_at_once(review_app, seeded):
+def test_reject_then_a_reason_number_rejects_with_the_comment(review_app, seeded):
     at = pick_queue(review_app, "support")
     first = current_id(at)
+    assert not [b for b in at.button if b.label.startswith("harmful")]  # reasons come after X
+    button(at, "Comment").click().run()
+    at.text_input(key=f"rq_comment_{first}").input("unsafe advice")
+    button(at, "Close").click().run()  # Esc: the box goes, the text stays
+    button(at, "Reject").click().run()
     reason = next(b for b in at.button if b.label.startswith("harmful"))
     assert reason.proto.shortcut == "2"
     reason.click().run()
-    button(at, "Comment").click().run()
-    at.text_input(key=f"rq_comment_{first}").input("unsafe advice")
-    button(at, "Reject").click().run()
     got = items.get(first, engine=seeded)
     assert (
         got.status == "rejected"
         and got.decision.reason == "harmful"
         and got.decision.comment == "unsafe advice"
     )
+
+
+def test_back_from_reject_and_discard_drop_nothing_by_accident(review_app, seeded):
+    at = pick_queue(review_app, "support")
+    first = current_id(at)
+    button(at, "Correct").click().run()
+    at.text_area(key=f"rq_edit_{first}").input("half a fix")
+    button(at, "Close").click().run()
+    button(at, "Reject").click().run()
+    button(at, "Back").click().run()
+    button(at, "Correct").click().run()
+    assert at.text_area(key=f"rq_edit_{first}").value == "half a fix"  # kept through all that
+    button(at, "Discard my text").click().run()
+    button(at, "Correct").click().run()
+    assert at.text_area(key=f"rq_edit_{first}").value == "draft answer 0"
+    assert items.get(first, engine=seeded).status == "in_review"
 
 
 def test_reject_without_a_reason_asks_for_one(review_app, seeded):
@@ -234,7 +223,7 @@ def test_undo_brings_the_item_back(review_app, seeded):
     at = pick_queue(review_app, "support")
     first = current_id(at)
     button(at, "Approve").click().run()
-    button(at, "Undo last decision (approve)").click().run()
+    button(at, "Undo approve").click().run()
     assert current_id(at) == first
     got = items.get(first, engine=seeded)
     assert got.status == "in_review" and got.lease_holder == "rita" and got.decision is None
@@ -314,6 +303,7 @@ def test_an_opened_item_shows_its_decision_and_history(seeded):
     assert not at.exception
     assert any("Decision: reject by maria" in t.value for t in at.text)
     history = at.dataframe[-1].value["what"].tolist()
+    assert history[0] == "arrived from an app, confidence 0.100: confidence below the queue's threshold"
     assert history[-2:] == ["maria claimed it", "maria rejected it"]
 
 
@@ -368,18 +358,6 @@ def test_an_idle_reviewer_gives_the_item_back_and_continues_on_a_key(review_app,
     assert current_id(at)
 
 
-def test_signing_out_gives_the_item_back(app, seeded):
-    sign_in(app)
-    app.session_state["rq_queue"] = "support"
-    app.session_state["rq_queue_pick"] = "support"
-    app.run()
-    first = current_id(app)
-    assert items.get(first, engine=seeded).lease_holder == "rita"
-    next(b for b in app.sidebar.button if b.label == "Sign out").click().run()
-    assert items.get(first, engine=seeded).status == "pending"
-    assert [t.label for t in app.text_input] == ["Username", "Password"]
-
-
 def test_quality_page_shows_charts_and_applies_the_recommendation(seeded):
     from .quality_sim import simulate
 
@@ -392,9 +370,14 @@ def test_quality_page_shows_charts_and_applies_the_recommendation(seeded):
     assert any("Error of unreviewed outputs" in m.label for m in at.metric)
     assert "Threshold" in at.success[0].value and "reviewer" not in at.error
     assert any(t.value.startswith("At 0.80 you review") for t in at.text)
+    assert at.number_input(key="rq_quality_target_pct").value == 5.0  # percent, as the figures are
     button(at, "Apply recommended threshold").click().run()
-    assert "the threshold is now" in at.success[-1].value
-    assert queues.get("model", engine=seeded).threshold != 0.8
+    assert any("the threshold is now" in s.value for s in at.success)
+    new = queues.get("model", engine=seeded).threshold
+    assert new != 0.8
+    # The page is drawn again with the new threshold everywhere, not the old one.
+    assert any(f"threshold {new:g} ·" in c.value for c in at.caption)
+    assert not any(c.value.startswith("threshold 0.8 ·") for c in at.caption)
     reviewer = page_app("quality_page")  # reviewers see the page, not the button
     reviewer.session_state["rq_quality_queue"] = "model"
     reviewer.run()
@@ -452,11 +435,11 @@ def test_review_page_shows_guidelines_previous_decisions_and_only_assigned_queue
     assert current_id(at) == it.id
     assert any("Refunds" in m.value for m in at.markdown)  # admin-written markdown
     assert any("ann: approve" in c.value and "comment fine" in c.value for c in at.code)
-    queues.update("pair", {"reviewers": ["bob"]}, engine=seeded)  # rita is not among them
+    queues.update("pair", {"reviewers": ["adam"]}, engine=seeded)  # rita is not among them
     at = page_app("review_page")
     at.run()
-    [queue_buttons] = at.get("button_group")
-    assert "pair" not in queue_buttons.options and "support" in queue_buttons.options
+    picks = [b.label for b in at.button]
+    assert not any(p.startswith("pair") for p in picks) and any(p.startswith("support") for p in picks)
 
 
 def test_a_lead_settles_a_dispute_on_the_adjudicate_page(seeded):
@@ -487,3 +470,29 @@ def test_reviewers_page_shows_agreement_and_progress(seeded):
     assert labels["Percent agreement"] == "0.0%" and labels["Disputes waiting"] == "1"
     assert len(at.get("vega_lite_chart")) == 1  # progress (nothing compared with a final yet)
     assert len(at.dataframe) == 1
+
+
+def test_a_correction_with_hidden_characters_shows_them_and_warns(review_app, seeded):
+    at = pick_queue(review_app, "support")
+    first = current_id(at)
+    button(at, "Correct").click().run()
+    at.text_area(key=f"rq_edit_{first}").input("Refund \u202e!devorppa\u202c")
+    button(at, "Submit correction").click().run()
+    assert any("+ Refund ⟨U+202E⟩!devorppa⟨U+202C⟩" in c.value for c in at.code), [c.value for c in at.code]
+    assert any("Your correction contains" in w.value and "U+202E" in w.value for w in at.warning)
+    assert items.get(first, engine=seeded).status == "in_review"  # shown first, saved on the second press
+
+
+def test_the_admin_page_stays_on_its_tab_after_a_save(seeded):
+    at = page_app("admin_page", "adam", Role.ADMIN).run()
+    assert at.session_state["rq_admin_tab"] == "Queues"  # the tabs are a widget with a state
+    at.session_state["rq_admin_tab"] = "Users"  # as a click on "Users" sets it
+    at.run()
+    [name] = [t for t in at.text_input if t.label == "User name"]
+    name.input("nora")
+    [pw] = [t for t in at.text_input if t.label == "Initial password"]
+    pw.input("nora-password-1")
+    button(at, "Add user").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.success[0].value == "User nora added."
+    assert at.session_state["rq_admin_tab"] == "Users"

@@ -123,21 +123,23 @@ def _select(dialect: str, json_as_text: bool, verdicts: list[str] | None):
             Review.comment,
             Review.reviewer,
             _ts(Item.created_at, dialect),
-            _ts(Review.created_at, dialect),
+            _ts(Item.decided_at, dialect),
             Review.edit_distance,
             j(Item.__table__.c.metadata, "{}"),
             j(_reviews(dialect)),
             func.coalesce(Item.agreement, 1.0),
         )
-        .join(Review, Review.item_id == Item.id)
+        # The final decision only: the agreed one, or the lead's adjudication.
+        .join(Review, Review.id == Item.final_review_id)
         .where(
-            # The final decision only: the agreed one, or the lead's adjudication.
-            Item.final_review_id == Review.id,
-            Review.queue == bindparam("queue"),
-            Review.created_at >= bindparam("since"),
-            Review.created_at < bindparam("until"),
+            # By when the item became final, not when its final review was written: with
+            # several reviewers the agreed decision can be the first of them, written
+            # minutes before the item became final (and before a feed's last run).
+            Item.queue == bindparam("queue"),
+            Item.decided_at >= bindparam("since"),
+            Item.decided_at < bindparam("until"),
         )
-        .order_by(Review.created_at, Review.item_id)
+        .order_by(Item.decided_at, Item.id)
     )
     # One bind per verdict (store.stream_tuples takes no expanding IN).
     return (

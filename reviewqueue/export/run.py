@@ -441,6 +441,11 @@ def _pending_files(engine) -> set[str]:
         )
 
 
+def run_by_id(run_id: int, *, engine=None) -> ExportRun | None:
+    with store.read(engine) as tx:
+        return tx.session.get(ExportRun, run_id)
+
+
 def runs(*, limit: int = 100, engine=None) -> list[ExportRun]:
     with store.read(engine) as tx:
         return list(tx.session.scalars(select(ExportRun).order_by(ExportRun.id.desc()).limit(limit)))

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from .. import clock, store
-from ..models import Review
+from ..models import Item
 from . import partials
 from .columns import JSON_AS_TEXT
 from .periods import Period
@@ -31,17 +31,17 @@ WORKER_CHUNK = 2_000
 
 
 def cut(engine, queue: str, period: Period) -> list[tuple[datetime, datetime]]:
-    """Cut the period every SLICE_ROWS decisions of the queue (an index walk)."""
+    """Cut the period every SLICE_ROWS final decisions of the queue (an index walk)."""
 
     def first(after, *, offset: int, inclusive: bool):
         return (
-            select(Review.created_at)
+            select(Item.decided_at)
             .where(
-                Review.queue == queue,
-                Review.created_at < period.until,
-                Review.created_at >= after if inclusive else Review.created_at > after,
+                Item.queue == queue,
+                Item.decided_at < period.until,
+                Item.decided_at >= after if inclusive else Item.decided_at > after,
             )
-            .order_by(Review.created_at)
+            .order_by(Item.decided_at)
             .limit(1)
             .offset(offset)
         )

@@ -24,7 +24,7 @@ from .engine import (
     settings_of,
 )
 from .health import Probe
-from .migrate import current_revision, downgrade, upgrade
+from .migrate import check_exists, current_revision, downgrade, open_database, upgrade
 from .sql import Query, sqlite_time, time_param
 from .stream import ping, settled_before, stream_tuples
 from .transactions import Tx, group, read, request_deadline, write
@@ -33,11 +33,13 @@ __all__ = [
     "Probe",
     "Query",
     "Tx",
+    "check_exists",
     "connection_budget",
     "current_revision",
     "dispose",
     "dispose_engines",
     "downgrade",
+    "open_database",
     "get_engine",
     "group",
     "is_sqlite",

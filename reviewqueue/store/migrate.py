@@ -32,6 +32,45 @@ def upgrade(engine: Engine | None = None, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
+def check_exists(url: str) -> None:
+    """For a SQLite file that is not there, an error saying so (commands that only read
+    never create a database: a mistyped path once answered "no queues yet")."""
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    from ..errors import ReviewQueueError
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not os.path.exists(parsed.database):
+            raise ReviewQueueError(
+                f"there is no database at {parsed.database} (REVIEWQUEUE_DATABASE_URL); "
+                "create it with: reviewqueue init"
+            )
+
+
+def open_database(url: str, *, must_exist: bool = False) -> Engine:
+    """The engine for ``url``, its schema brought up to date, for a command (with
+    ``must_exist``, see :func:`check_exists`). A database that cannot be used is a
+    :class:`~reviewqueue.errors.DatabaseUnreachable` saying why, in one line."""
+    from sqlalchemy.exc import DBAPIError
+
+    from ..errors import DatabaseUnreachable
+
+    if must_exist:
+        check_exists(url)
+    engine = get_engine(url)
+    try:
+        upgrade(engine)
+    except DBAPIError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise DatabaseUnreachable(
+            f"cannot use the database at {engine.url.render_as_string(hide_password=True)}: {reason}"
+        ) from None
+    return engine
+
+
 def downgrade(engine: Engine, revision: str) -> None:
     from alembic import command
 

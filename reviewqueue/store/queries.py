@@ -289,11 +289,24 @@ DUPLICATE_IN_RANGE = Query("duplicate_in_range", {
     """,
 })
 
-#: The seal key below which every event has committed.
+#: The seal key below which every event has committed. SQLite: under the write lock.
+#: PostgreSQL: the oldest transaction still running anywhere on the server; but see
+#: :func:`seal_bound`, which only waits for this database's.
 SEAL_BOUND = Query("seal_bound", {
-    "postgresql": "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS bound",
-    "sqlite": "SELECT coalesce(max(id), 0) + 1 AS bound FROM events",
+    "postgresql": """
+        SELECT pg_snapshot_xmin(s)::text::bigint AS bound, pg_snapshot_xmax(s)::text::bigint AS next
+        FROM pg_current_snapshot() AS s
+    """,
+    "sqlite": "SELECT coalesce(max(id), 0) + 1 AS bound, 0 AS next FROM events",
 })
+
+#: The transactions running in this database, with the 32-bit ids PostgreSQL shows;
+#: and whether any session's id is hidden from this role.
+RUNNING_HERE = Query("running_here", """
+    SELECT min(backend_xid::text::bigint) FILTER (WHERE backend_xid IS NOT NULL) AS oldest,
+           bool_or(query = '<insufficient privilege>') AS hidden
+    FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+""")
 
 #: Where the order of events sealed after revision 0010 starts.
 SEAL_KEY_START = {"postgresql": 1, "sqlite": 0}
@@ -319,6 +332,30 @@ INSERT_ITEMS = Query("insert_items", """
 """, encoded_json=["input", "output", "context", "metadata", "redactions"])
 
 # fmt: on
+
+
+def seal_bound(tx: Tx) -> int:
+    """The seal key below which every event of this database has committed.
+
+    PostgreSQL: a transaction's id is its events' key. The snapshot's ``xmin`` (the
+    oldest transaction running anywhere on the server) is always safe, but a long one
+    in another database would hold sealing back. So, the snapshot read first (every id
+    below its ``xmax`` was handed out before it), then the transactions running in this
+    database: the bound is the oldest of those, or ``xmax``. Their ids are shown 32 bits
+    wide: the epoch comes from ``xmax``. When this role cannot see every session, the
+    server-wide bound is used."""
+    first = SEAL_BOUND.first(tx)
+    if tx.dialect != "postgresql":
+        return first.bound
+    here = RUNNING_HERE.first(tx)
+    if here.hidden:
+        return first.bound
+    if here.oldest is None:
+        return first.next
+    full = (first.next >> 32 << 32) | here.oldest
+    if full > first.next:
+        full -= 1 << 32
+    return max(first.bound, min(full, first.next))
 
 
 def lock_key(tx: Tx, key: str) -> None:

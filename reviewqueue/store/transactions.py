@@ -265,17 +265,28 @@ def _transaction(engine: Engine, begin: str | None, *, commit: bool = True) -> I
     first statement. A read (``commit=False``) is rolled back at the end."""
     proxied = _checkout(engine)
     tx = None
+    pin = None
     try:
         if begin is not None:
             proxied.driver_connection.execute(begin)
-        elif clock.sync_due():
-            sync_clock(proxied.driver_connection)
+        else:
+            if clock.sync_due():
+                sync_clock(proxied.driver_connection)
+            if commit:
+                # A write begins here, and everything it stamps is its start on the
+                # database's clock (clock.pinned): one round trip, shared by a group.
+                driver = proxied.driver_connection
+                moment = driver.execute("SELECT transaction_timestamp()").fetchone()[0]
+                pin = clock._pinned.set(moment)
         tx = Tx(engine, proxied)
         try:
             yield tx
             tx._finish()
         finally:
             tx._close()
+            if pin is not None:
+                clock._pinned.reset(pin)
+                pin = None
         if tx._conn is not None:
             tx._conn.commit() if commit else tx._conn.rollback()
         elif commit:
@@ -283,6 +294,8 @@ def _transaction(engine: Engine, begin: str | None, *, commit: bool = True) -> I
         else:
             tx.driver.rollback()
     except BaseException:
+        if pin is not None:
+            clock._pinned.reset(pin)
         try:
             if tx is not None and tx._conn is not None:
                 tx._conn.rollback()

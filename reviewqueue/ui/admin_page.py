@@ -43,8 +43,13 @@ def render() -> None:
     flash = st.session_state.pop(_FLASH, None)
     if flash:
         st.success(flash)
+    # Tabs that remember which is open (and show it in the address): a save reruns the
+    # page, and it used to jump back to Queues.
     t_queues, t_users, t_tokens, t_hooks, t_policies = st.tabs(
-        ["Queues", "Users", "Tokens", "Webhooks", "Policies"]
+        ["Queues", "Users", "Tokens", "Webhooks", "Policies"],
+        key="rq_admin_tab",
+        on_change="rerun",
+        bind="query-params",
     )
     with t_queues:
         _queues()
@@ -91,7 +96,9 @@ def _queues() -> None:
     with st.form(f"queue-form-{target}", enter_to_submit=False):
         name = st.text_input("Name", "" if current is None else current.name, disabled=current is not None)
         description = st.text_area(
-            "Description and guidelines for reviewers", current.description if current else ""
+            "Description (plain text: what the queue is for, shown above its guidelines)",
+            current.description if current else "",
+            height=68,
         )
         c1, c2, c3 = st.columns(3)
         threshold = c1.number_input("Threshold", 0.0, 1.0, current.threshold if current else 0.8, 0.01)

@@ -6,12 +6,12 @@ Navigation is Streamlit's own (``st.navigation``): every page has its URL
 checked again on every run (``session.py``).
 """
 
+import json
+
 import pandas as pd
 import streamlit as st
 
-from reviewqueue import netaddr, policies, users
-from reviewqueue.errors import ReviewQueueError
-from reviewqueue.settings import get_settings
+from reviewqueue import policies
 from reviewqueue.ui import (
     adjudicate_page,
     admin_page,
@@ -19,6 +19,7 @@ from reviewqueue.ui import (
     browse_page,
     dashboard_page,
     exports_page,
+    keys,
     quality_page,
     review_page,
     reviewers_page,
@@ -28,74 +29,18 @@ from reviewqueue.ui.common import engine
 from reviewqueue.vocab import Role
 
 
-def _sso_configured() -> bool:
-    try:
-        return "auth" in st.secrets
-    except Exception:  # no secrets.toml at all
-        return False
+def signed_out_page() -> None:
+    """A session that ended while the page was open (its cookie names none any more):
+    off to the sign-in page, which brings the reviewer back here."""
+    from urllib.parse import quote, urlsplit
 
-
-def sign_in_page() -> None:
     st.title("reviewqueue")
-    st.subheader("Sign in")
-    reason = st.session_state.pop("rq_signed_out", None)
-    if reason:
-        st.info(reason)
-    with st.form("sign-in"):
-        name = st.text_input("Username")
-        password = st.text_input("Password", type="password")
-        submitted = st.form_submit_button("Sign in", type="primary")
-    if submitted:
-        try:
-            u = users.authenticate(name.strip(), password, engine=engine(), client=_client_address())
-        except ReviewQueueError as exc:
-            st.error(str(exc))
-        else:
-            session.sign_in(u.name, u.role)
-            st.rerun()
-    if _sso_configured():
-        st.divider()
-        if st.session_state.get("sso_refused"):
-            # A constant message: the identity provider's data is not rendered as markdown.
-            st.error("Your single sign-on account has no reviewqueue user; ask an admin to add your e-mail.")
-            if st.button("Use another single sign-on account"):
-                st.session_state.sso_refused = False
-                st.logout()
-        elif st.button("Sign in with single sign-on"):
-            st.login()
-
-
-def _client_address() -> str | None:
-    """The reviewer's address for the sign-in limits: the peer, or what a trusted proxy
-    says (``netaddr.client_address``, ``REVIEWQUEUE_TRUSTED_PROXIES``)."""
-    try:
-        peer = st.context.ip_address  # None when the peer is this machine
-        forwarded = st.context.headers.get("X-Forwarded-For")
-    except Exception:  # not known
-        return None
-    if peer is None:
-        peer = "127.0.0.1"
-    if not isinstance(peer, str):  # a stand-in object under AppTest
-        return None
-    return netaddr.client_address(peer, forwarded, get_settings().trusted_proxies)
-
-
-def _sso_user() -> None:
-    """Map a signed-in OIDC identity to an active account by e-mail."""
-    if session.user() or not _sso_configured() or not getattr(st.user, "is_logged_in", False):
-        return
-    u = users.by_email(st.user.get("email", ""), engine=engine())
-    if u is None:
-        st.session_state.sso_refused = True
-        return
-    session.sign_in(u.name, u.role)
-
-
-def _sign_out() -> None:
-    review_page.leave()
-    session.sign_out()
-    if _sso_configured() and getattr(st.user, "is_logged_in", False):
-        st.logout()
+    st.info(session.why_signed_out() or "You are signed out.")
+    url = urlsplit(st.context.url or "/")
+    target = "/rq/sign-in?next=" + quote(url.path + (f"?{url.query}" if url.query else ""), safe="")
+    # Our own fixed script and link; the only data in it is this page's own path, quoted.
+    st.html(f'<a href="{target}">Sign in again</a>')
+    st.html(f"<script>window.location.assign({json.dumps(target)});</script>", unsafe_allow_javascript=True)
 
 
 @st.cache_resource
@@ -115,10 +60,14 @@ def _freeze_start_up_heap() -> bool:
 def main() -> None:
     st.set_page_config(page_title="reviewqueue", layout="wide")
     _freeze_start_up_heap()
-    _sso_user()
+    keys.install()  # first on the page: active before any shortcut button is
+    # Streamlit's default top margin (6rem) pushes the item below the fold at 1366x768.
+    st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; }</style>")
     me = session.current()
     if not me:
-        st.navigation([st.Page(sign_in_page, title="Sign in", url_path="sign-in")], position="hidden").run()
+        st.navigation(
+            [st.Page(signed_out_page, title="Signed out", url_path="signed-out")], position="hidden"
+        ).run()
         return
     role = Role(me["role"])
     pages = [
@@ -138,7 +87,9 @@ def main() -> None:
     page = st.navigation(pages)
     with st.sidebar:
         st.text(f"Signed in as {me['name']} ({role})")
-        st.button("Sign out", on_click=_sign_out)
+        # A plain link: the route ends the session, gives the held items back and
+        # clears the cookie, in this tab.
+        st.html('<a href="/rq/sign-out" data-testid="rq-sign-out">Sign out</a>')
     page.run()
     _load_page_scripts_ahead()
 

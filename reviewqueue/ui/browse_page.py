@@ -11,7 +11,7 @@ import streamlit as st
 
 from reviewqueue import events, items, queues, users
 from reviewqueue.errors import ReviewQueueError
-from reviewqueue.ui.common import as_text, engine, plain, show, warn_hidden
+from reviewqueue.ui.common import ROUTE_TEXT, as_text, engine, plain, show, warn_hidden
 from reviewqueue.vocab import Status, Verdict
 
 PAGE_SIZE = 50
@@ -27,7 +27,8 @@ def _snippet(value) -> str:
 def render() -> None:
     st.header("Browse")
     eng = engine()
-    with st.form("filters", enter_to_submit=True):
+    # Folded, so the table starts near the top; the filters apply whether open or not.
+    with st.expander("Filters"), st.form("filters", enter_to_submit=True):
         c1, c2, c3, c4 = st.columns(4)
         qs = c1.multiselect("Queues", queues.names(engine=eng))
         statuses = c2.multiselect("Status", list(Status))
@@ -86,10 +87,14 @@ def render() -> None:
         hide_index=True,
         width="stretch",
         on_select="rerun",
-        selection_mode="single-row",
+        # A click anywhere in a row opens it, not only on the narrow checkbox.
+        selection_mode=["single-row", "single-cell"],
         key=f"browse-{page}",
     )
-    selected = picked.selection.rows if picked is not None else []
+    selection = picked.selection if picked is not None else None
+    selected = list(selection.rows) if selection else []
+    if not selected and selection and selection.get("cells"):
+        selected = [selection["cells"][0][0]]
     if selected:
         _detail(rows[selected[0]].id)
     else:
@@ -135,8 +140,14 @@ def _detail(item_id: str) -> None:
         show(it.metadata)
     st.text("History")
     history = events.history(item_id, engine=engine())
+    # Arrival is the item's own row (ingest writes no event per item: it is the hot path).
+    model = " ".join(x for x in (plain(it.model), plain(it.model_version)) if x) or "an app"
+    arrived = {
+        "at": it.created_at,
+        "what": f"arrived from {model}, confidence {it.confidence:.3f}: {ROUTE_TEXT.get(it.route, it.route)}",
+    }
     st.dataframe(
-        pd.DataFrame([{"at": e.at, "what": plain(events.describe(e))} for e in history]),
+        pd.DataFrame([arrived, *({"at": e.at, "what": plain(events.describe(e))} for e in history)]),
         hide_index=True,
         width="stretch",
     )

@@ -17,6 +17,7 @@ import streamlit as st
 
 from reviewqueue import cluster, invisible, store
 from reviewqueue.settings import get_settings
+from reviewqueue.vocab import Route
 
 
 @st.cache_resource
@@ -29,6 +30,27 @@ def _engine(url: str):
 
 def engine():
     return _engine(get_settings().database_url)
+
+
+#: Why an item was routed, in words.
+ROUTE_TEXT = {
+    Route.BELOW_THRESHOLD: "confidence below the queue's threshold",
+    Route.LABEL_THRESHOLD: "confidence below this label's threshold",
+    Route.AUDIT_SAMPLE: "random audit sample (confidence above threshold)",
+    Route.AUTO_ACCEPTED: "auto-accepted",
+}
+
+
+def busiest_first(overview, *, several_reviews: bool = False) -> tuple[list[str], int]:
+    """Queue names and the index of the one to open first: the queue with the most
+    items (with ``several_reviews``, among those that take several reviews per item, if
+    any), not the first by name, which may well be empty."""
+    names = [q.name for q in overview]
+    if not names:
+        return names, 0
+    pool = [q for q in overview if q.reviews_required > 1] if several_reviews else []
+    best = max(pool or overview, key=lambda q: sum(q.counts.values()))
+    return names, names.index(best.name)
 
 
 def as_text(value: Any) -> str:

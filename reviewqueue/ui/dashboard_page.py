@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
-from reviewqueue import metrics
+from reviewqueue import metrics, queues
 from reviewqueue.ui.common import engine
 
 
@@ -17,7 +18,10 @@ def render() -> None:
     if backlog.empty:
         st.text("Nothing is waiting for review.")
     else:
-        st.bar_chart(backlog.pivot_table(index="queue", columns="age", values="items", fill_value=0))
+        st.altair_chart(_backlog_chart(backlog), width="stretch")
+        table = backlog.pivot_table(index="queue", columns="age", values="items", fill_value=0)
+        ages = [label for label, _ in queues.AGE_BUCKETS]
+        st.dataframe(table.reindex(columns=[a for a in ages if a in table.columns]), width="content")
     st.subheader("Decisions per day (last 30 days)")
     per_day = pd.DataFrame(metrics.decisions_per_day(engine=eng))
     if per_day.empty:
@@ -33,3 +37,27 @@ def render() -> None:
             pd.DataFrame([{"queue": q, "median minutes": round(s / 60, 1)} for q, s in ttd.items()]),
             hide_index=True,
         )
+
+
+def _backlog_chart(backlog: pd.DataFrame) -> alt.Chart:
+    """One bar per queue, split by how long its items have waited, youngest to oldest
+    (the oldest in the darkest colour: the part that needs attention)."""
+    ages = [label for label, _ in queues.AGE_BUCKETS]
+    return (
+        alt.Chart(backlog)
+        .mark_bar()
+        .encode(
+            y=alt.Y("queue:N", title=None, axis=alt.Axis(labelLimit=240)),
+            x=alt.X("sum(items):Q", title="waiting items"),
+            color=alt.Color(
+                "age:N",
+                sort=ages,
+                scale=alt.Scale(domain=ages, scheme="oranges"),
+                legend=alt.Legend(title="waiting", orient="bottom"),
+            ),
+            order=alt.Order("age_rank:Q"),
+            tooltip=["queue", "age", "items"],
+        )
+        .transform_calculate(age_rank=f"indexof({ages!r}, datum.age)")
+        .properties(height=60 + 32 * backlog["queue"].nunique())
+    )

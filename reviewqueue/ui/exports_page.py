@@ -76,11 +76,10 @@ def render() -> None:
             available,
             format_func=lambda r: f"#{r.id} {r.queue} {Path(r.path).parent.name} {r.format}",
         )
-        st.download_button(
-            "Download file",
-            Path(pick.path).read_bytes(),
-            file_name=f"{pick.queue}-{Path(pick.path).parent.name}-{Path(pick.path).name}",
-        )
+        # A link to the download route, not the file in the page: the route reads it when
+        # it is asked for, from whichever review-app process the balancer picks, and checks
+        # the export policy again (routes.py).
+        st.link_button("Download file", f"/rq/exports/{int(pick.id)}")
 
 
 def _run(fmt, qs, verdicts, kind, week, dates, feed) -> None:

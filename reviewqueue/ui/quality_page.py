@@ -16,7 +16,7 @@ import streamlit as st
 from reviewqueue import cache, clock, quality, queues
 from reviewqueue.errors import ReviewQueueError
 from reviewqueue.ui import session
-from reviewqueue.ui.common import engine, plain
+from reviewqueue.ui.common import busiest_first, engine, plain
 from reviewqueue.vocab import Role
 
 #: Seconds a computed report is reused (a million items take about a second to count).
@@ -42,22 +42,26 @@ def _report(queue: str, days: int | None, version: str | None, target: float) ->
 
 def render() -> None:
     st.header("Quality")
-    names = queues.names(engine=engine())
+    names, first = busiest_first(queues.overview(engine=engine()))
     if not names:
         st.info("There are no queues yet.")
         return
     top = st.columns([2, 2, 2, 2])
-    queue = top[0].selectbox("Queue", names, key="rq_quality_queue")
+    queue = top[0].selectbox("Queue", names, index=first, key="rq_quality_queue")
     window = top[1].selectbox("Items that arrived", list(WINDOWS), index=1, key="rq_quality_window")
-    target = top[2].number_input(
-        "Target error of unreviewed outputs",
-        min_value=0.001,
-        max_value=0.5,
-        value=0.05,
-        step=0.005,
-        format="%.3f",
-        key="rq_quality_target",
-        help="The share of wrong outputs you accept among those that go out without review.",
+    # In percent, as every figure on this page is.
+    target = (
+        top[2].number_input(
+            "Target error of unreviewed outputs (%)",
+            min_value=0.1,
+            max_value=50.0,
+            value=5.0,
+            step=0.5,
+            format="%.1f",
+            key="rq_quality_target_pct",
+            help="The share of wrong outputs you accept among those that go out without review, in percent.",
+        )
+        / 100
     )
     base = _report(queue, WINDOWS[window], None, target)
     versions = ["All versions"] + [v.model_version or "(none)" for v in base.by_model_version]
@@ -67,6 +71,9 @@ def render() -> None:
         st.info("No items arrived in this window.")
         return
 
+    applied = st.session_state.pop("rq_quality_applied", None)
+    if applied:
+        st.success(applied)
     _headline(rep)
     left, right = st.columns(2, gap="large")
     with left:
@@ -106,7 +113,13 @@ def _headline(rep: quality.QualityReport) -> None:
     c[1].metric("Accuracy of all traffic", _pct(acc.estimate) if acc.estimate is not None else "-")
     if acc.estimate is not None:
         c[1].caption(f"{_pct(acc.low)} to {_pct(acc.high)}")
-    c[2].metric("Calibration error (ECE)", _pct(rep.ece))
+    c[2].metric(
+        "Calibration error (ECE)",
+        _pct(rep.ece),
+        help="Expected calibration error: how far the confidence is from the observed accuracy, "
+        "averaged over confidence bins weighted by their items. 0% is a perfectly honest confidence; "
+        "the chart below shows where the gap is.",
+    )
     c[3].metric("Items · decided", f"{rep.items:,} · {rep.decided:,}")
     c[3].caption(f"threshold {rep.threshold:g} · audit rate {rep.audit_rate:g}")
 
@@ -210,7 +223,11 @@ def _advice(rep: quality.QualityReport, queue: str, target: float) -> None:
                 st.error(str(exc))
             else:
                 cache.forget()
-                st.success(f"{queue}: the threshold is now {q.threshold:g} (recorded in the audit log).")
+                # Drawn again from the start, so every figure above shows the new threshold.
+                st.session_state["rq_quality_applied"] = (
+                    f"{queue}: the threshold is now {q.threshold:g} (recorded in the audit log)."
+                )
+                st.rerun()
 
 
 def _forecast(rep: quality.QualityReport) -> None:
@@ -279,7 +296,7 @@ def _versions(rep: quality.QualityReport) -> None:
                 "high": v.error.high,
                 "first seen": v.first_seen,
                 "last seen": v.last_seen,
-                "drift": "worse than the version before" if v.drift else "",
+                "drift": "worse than before" if v.drift else "",
             }
             for v in rep.by_model_version
         ]
@@ -292,7 +309,12 @@ def _versions(rep: quality.QualityReport) -> None:
     st.dataframe(
         rows.style.apply(lambda r: ["background-color: #fde2e1" if r["drift"] else "" for _ in r], axis=1),
         hide_index=True,
-        column_config={c: st.column_config.NumberColumn(format="percent") for c in ("error", "low", "high")},
+        column_config={
+            **{c: st.column_config.NumberColumn(format="percent") for c in ("error", "low", "high")},
+            "first seen": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            "last seen": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            "drift": st.column_config.TextColumn(width="medium"),
+        },
     )
 
 
@@ -313,10 +335,11 @@ def _reasons(rep: quality.QualityReport) -> None:
         .mark_bar()
         .encode(
             x=alt.X("rejections:Q"),
-            y=alt.Y("version:N"),
-            color=alt.Color("reason:N"),
+            y=alt.Y("version:N", axis=alt.Axis(labelLimit=240)),
+            color=alt.Color("reason:N", legend=alt.Legend(orient="bottom", columns=4, labelLimit=200)),
             tooltip=["version", "reason", "rejections"],
         )
-        .properties(height=max(80, 40 * len(by_version)))
+        # Bars a readable thickness, plus room for the legend below them.
+        .properties(height=60 + 36 * len(by_version))
     )
     st.altair_chart(chart, width="stretch")

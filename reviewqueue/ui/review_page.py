@@ -10,34 +10,33 @@ item; the queue list and the counts come from short-lived caches, never a scan.
 
 Leases: the app holds its item under a short lease (``REVIEWQUEUE_UI_LEASE_SECONDS``,
 two minutes) renewed every 30 seconds while the page is open. A closed browser stops
-renewing, so the item is back in the queue within two minutes; a reviewer idle for
-longer than the queue's lease gets the item released and a notice; when Streamlit ends
-a closed session, the item is released at once.
+renewing, so the item is back in the queue within two minutes; a reload or a second
+tab gets the same item back (a claim returns the reviewer's own live lease), so the
+item is never released just because a page went away; a reviewer idle for longer than
+the queue's lease gets the item released and a notice. The queue being reviewed is in
+the page's address (``/review?queue=support``).
 """
 
 from __future__ import annotations
 
 import json
 import time
-import weakref
 
 import streamlit as st
 
-from reviewqueue import cache, claims, decisions, items, metrics, queues, store
+from reviewqueue import cache, claims, decisions, invisible, items, metrics, queues, store
 from reviewqueue.errors import Conflict, LeaseLost, NotAssigned, ReviewQueueError, ValidationFailed
 from reviewqueue.schemas import ItemOut
 from reviewqueue.textdiff import diff_lines
 from reviewqueue.ui import session
-from reviewqueue.ui.common import age, as_text, engine, plain, review_details, show, warn_hidden
-from reviewqueue.vocab import WAITING, Route, Status, Verdict
+from reviewqueue.ui.common import ROUTE_TEXT, age, as_text, engine, plain, review_details, show, warn_hidden
+from reviewqueue.vocab import WAITING, Status, Verdict
 
-ROUTE_TEXT = {
-    Route.BELOW_THRESHOLD: "confidence below the queue's threshold",
-    Route.LABEL_THRESHOLD: "confidence below this label's threshold",
-    Route.AUDIT_SAMPLE: "random audit sample (confidence above threshold)",
-    Route.AUTO_ACCEPTED: "auto-accepted",
-}
 HEARTBEAT_SECONDS = 30
+#: The longest comment a decision takes (schemas.DecisionIn).
+COMMENT_LIMIT = 10_000
+#: The tallest a block of text grows before it scrolls, in pixels.
+MAX_OUTPUT_HEIGHT, MAX_INPUT_HEIGHT = 320, 240
 #: Few enough sources to show open.
 OPEN_SOURCES = 3
 _MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>~:$")
@@ -65,33 +64,14 @@ def _state():
         ("rq_pick", {}),
         ("rq_rejecting", False),
         ("rq_editing", False),
+        ("rq_drafts", {}),
     ):
         ss.setdefault(key, default)
     return ss
 
 
-class _Holder:
-    """Lives in the session state; when Streamlit drops a closed session, it is
-    collected and gives the reviewer's item back."""
-
-    def __init__(self):
-        self.item: tuple[str, str, object] | None = None  # (item id, reviewer, engine)
-        weakref.finalize(self, _Holder._release, self.__dict__)
-
-    @staticmethod
-    def _release(state: dict) -> None:
-        held = state.get("item")
-        if held:
-            try:
-                claims.release(held[0], held[1], engine=held[2])
-            except ReviewQueueError:
-                pass
-
-
 def _hold(item: dict | None) -> None:
     ss = st.session_state
-    holder = ss.setdefault("rq_holder", _Holder())
-    holder.item = (item["id"], session.name(), engine()) if item else None
     ss.rq_item = item
     ss.rq_started = time.monotonic()
     ss.rq_seen = time.monotonic()
@@ -152,12 +132,25 @@ def _queue(name: str):
     )
 
 
+def _keep_drafts(item: dict) -> dict:
+    """What the reviewer typed for this item (the editor, the comment), kept until the
+    decision or an explicit discard: a box closed with Esc, or gone with the form, keeps
+    its text. (Streamlit forgets a widget's value once the widget is not drawn.)"""
+    ss = _state()
+    draft = ss.rq_drafts.setdefault(item["id"], {})
+    for field, key in (("edit", f"rq_edit_{item['id']}"), ("comment", f"rq_comment_{item['id']}")):
+        if key in ss:
+            draft[field] = ss[key]
+    return draft
+
+
 def _act(action: str, value: str | None = None) -> None:
     ss = _state()
     item = ss.rq_item
     if item is None:
         return
     ss.rq_seen = time.monotonic()
+    _keep_drafts(item)
     q = _queue(item["queue"])
     if action == "label":
         ss.rq_pick["label"] = value
@@ -173,8 +166,14 @@ def _act(action: str, value: str | None = None) -> None:
             ss.rq_rejecting = True
     elif action == "back":
         ss.rq_rejecting = False
-    elif action == "edit":  # open the editor and the comment box, or close them
+    elif action == "edit":  # open the editor and the comment box, or close them (keeping the text)
         ss.rq_editing = not ss.rq_editing
+    elif action == "discard":  # the explicit way to drop what was typed
+        ss.rq_drafts.pop(item["id"], None)
+        for key in (f"rq_edit_{item['id']}", f"rq_comment_{item['id']}"):
+            ss.pop(key, None)
+        ss.rq_editing = False
+        ss.rq_preview = None
     elif action == "approve":
         _decide(q, {"verdict": Verdict.APPROVE})
     elif action == "correct":
@@ -194,7 +193,7 @@ def _correct(q, item: dict) -> None:
     changed_label = label if label is not None and label != item["predicted_label"] else None
     final_output = None
     if not q.labels:  # free text: the correction is the edited output
-        draft = ss.get(f"rq_edit_{item['id']}", as_text(item["output"]))
+        draft = ss.rq_drafts.get(item["id"], {}).get("edit", as_text(item["output"]))
         final_output = draft
         if not isinstance(item["output"], str):
             try:
@@ -202,7 +201,7 @@ def _correct(q, item: dict) -> None:
             except ValueError as exc:
                 _notice("error", f"The model's output is JSON, so the correction must be valid JSON: {exc}")
                 return
-        if final_output == item["output"]:
+        if final_output == item["output"] or draft == as_text(item["output"]):  # untouched (markers and all)
             final_output = None
         elif ss.rq_preview != (item["id"], draft):
             ss.rq_preview = (item["id"], draft)  # show the diff; the next press saves
@@ -221,7 +220,13 @@ def _correct(q, item: dict) -> None:
 def _decide(q, decision: dict) -> None:
     ss = _state()
     item = ss.rq_item
-    comment = (ss.get(f"rq_comment_{item['id']}") or "").strip()
+    comment = (ss.rq_drafts.get(item["id"], {}).get("comment") or "").strip()
+    if len(comment) > COMMENT_LIMIT:
+        _notice(
+            "warning",
+            f"The comment is {len(comment):,} characters; the limit is {COMMENT_LIMIT:,}. Shorten it (M), then decide.",
+        )
+        return
     decision = {
         **decision,
         "comment": comment or None,
@@ -230,7 +235,7 @@ def _decide(q, decision: dict) -> None:
     try:
         rv = decisions.decide(item["id"], session.name(), decision, engine=engine())
     except LeaseLost as exc:
-        draft = ss.get(f"rq_edit_{item['id']}")
+        draft = ss.rq_drafts.get(item["id"], {}).get("edit")
         ss.rq_lost_draft = draft if draft not in (None, as_text(item["output"])) else None
         _notice("warning", f"{exc}. Your text is kept below until you leave this page.")
         _hold(None)
@@ -243,7 +248,14 @@ def _decide(q, decision: dict) -> None:
         _notice("error", str(exc))
         return
     ss.rq_done += 1
-    ss.rq_last_review = {"id": rv.id, "item_id": item["id"], "at": time.monotonic(), "verdict": rv.verdict}
+    ss.rq_drafts.pop(item["id"], None)
+    ss.rq_last_review = {
+        "id": rv.id,
+        "item_id": item["id"],
+        "queue": item["queue"],
+        "at": time.monotonic(),
+        "verdict": rv.verdict,
+    }
     _claim(q)
 
 
@@ -278,11 +290,18 @@ def _undo() -> None:
     _notice("info", "Decision undone; the item is back with you.")
 
 
-def _pick_queue() -> None:
+def _pick_queue(name: str | None) -> None:
+    """Start on a queue (or, with ``None``, go back to choosing one): the item held is
+    given back, and undo stays with the queue its decision was made in."""
     leave()
     ss = _state()
-    ss.rq_queue = ss.get("rq_queue_pick")
+    ss.rq_queue = name
     ss.rq_skipped = []
+    ss.rq_last_review = None
+    if name:
+        st.query_params["queue"] = name
+    else:
+        st.query_params.pop("queue", None)
 
 
 def _resume() -> None:
@@ -312,29 +331,25 @@ def render() -> None:
         return
     names = list(overview)
     if ss.get("rq_queue") not in overview:
-        ss.rq_queue = names[0] if len(names) == 1 else None
-    if "rq_queue_pick" not in ss or ss.rq_queue_pick != ss.rq_queue:
-        ss.rq_queue_pick = ss.rq_queue
-    # Buttons, not a text box: after a pick the keyboard belongs to the review keys.
-    st.pills(
-        "Queue",
-        names,
-        key="rq_queue_pick",
-        on_change=_pick_queue,
-        format_func=_md,
-        label_visibility="collapsed",
-    )
+        asked = st.query_params.get("queue")  # a reload, or a bookmarked /review?queue=...
+        ss.rq_queue = asked if asked in overview else (names[0] if len(names) == 1 else None)
+        if ss.rq_queue:
+            st.query_params["queue"] = ss.rq_queue
     if ss.rq_queue is None:
-        st.caption("Pick a queue to start reviewing.")
+        _queue_picker(names, overview)
         return
     q = overview[ss.rq_queue]
     waiting = {s: q.counts.get(s, 0) for s in WAITING}
-    st.text(
+    top = st.container(horizontal=True, vertical_alignment="center", gap="small")
+    top.text(
         f"{ss.rq_queue}: {waiting[Status.PENDING]:,} pending · {waiting[Status.IN_REVIEW]:,} in review · "
-        f"oldest waiting {age(q.oldest_pending_at)}"
+        f"oldest waiting {age(q.oldest_pending_at)}",
+        width="content",
     )
+    if len(names) > 1:
+        top.button("Change queue", shortcut="Q", on_click=_pick_queue, args=(None,), type="tertiary")
     if q.guidelines or q.description:
-        with st.expander("Guidelines", expanded=False):
+        with top.popover("Guidelines", type="tertiary"):
             if q.description:
                 st.text(plain(q.description))
             if q.guidelines:
@@ -344,6 +359,22 @@ def render() -> None:
     _heartbeat()
 
 
+def _queue_picker(names: list[str], overview: dict) -> None:
+    """Buttons, with number keys: picking a queue needs no mouse, and a picked button
+    is gone at once, so no focus is left on it for Enter to press again."""
+    st.text("Pick a queue: press its number.")
+    row = st.container(horizontal=True, gap="small")
+    for n, name in enumerate(names, 1):
+        pending = overview[name].counts.get(Status.PENDING, 0)
+        row.button(
+            f"{_md(name)} ({pending:,} pending)",
+            key=f"rq_pick_{name}",
+            shortcut=str(n) if n <= 9 else None,
+            on_click=_pick_queue,
+            args=(name,),
+        )
+
+
 @st.fragment
 def _panel(queue_name: str) -> None:
     ss = _state()
@@ -351,25 +382,14 @@ def _panel(queue_name: str) -> None:
     if ss.get("rq_paused"):
         if ss.rq_notice:
             st.info(ss.rq_notice[1])
-        st.button("Continue reviewing · N", shortcut="N", type="primary", on_click=_resume)
+        st.button("Continue reviewing", shortcut="N", type="primary", on_click=_resume)
         return
     if ss.rq_item is None or ss.rq_item["queue"] != queue_name:
         _claim(q)
-    # Fixed slots, filled or left empty: elements that come and go (a notice, the undo
-    # button) never shift the ones after them, which the browser would then rebuild.
-    progress, notice, lost, undo = st.empty(), st.empty(), st.empty(), st.empty()
-    progress.text(_progress(queue_name))
-    if ss.rq_notice:
-        kind, text = ss.rq_notice
-        getattr(notice, kind)(text)  # our own wording; no model text goes here
-        ss.rq_notice = None
-    if ss.rq_lost_draft is not None:
-        lost.text_area("Your unsaved text (copy it before leaving)", ss.rq_lost_draft, key="lost-draft")
-    last = ss.rq_last_review
-    if last and time.monotonic() - last["at"] <= store.settings_of(engine()).undo_seconds:
-        undo.button(f"Undo last decision ({last['verdict']})", shortcut="U", on_click=_undo)
     item = ss.rq_item
     if item is None:
+        st.text(_progress(queue_name))
+        _show_notice(st.empty())
         if ss.rq_skipped:
             st.info(f"Only items you skipped are left ({len(ss.rq_skipped)}).")
             st.button("Show skipped items again", on_click=_show_skipped_again)
@@ -377,7 +397,23 @@ def _panel(queue_name: str) -> None:
             st.success("Nothing is waiting in this queue. New items appear here as they arrive.")
         st.button("Check again", shortcut="N")
         return
-    _show_item(q, item)
+    # One form for every item, so its buttons update in place; the action bar first, the
+    # notices right under it (where the eye is after a key), then the item.
+    with st.form("rq_decide", enter_to_submit=False, border=False):
+        _buttons(q, item)
+        notice, lost = st.empty(), st.empty()
+        _show_notice(notice)
+        if ss.rq_lost_draft is not None:
+            lost.text_area("Your unsaved text (copy it before leaving)", ss.rq_lost_draft, key="lost-draft")
+        _show_item(q, item)
+
+
+def _show_notice(slot) -> None:
+    ss = _state()
+    if ss.rq_notice:
+        kind, text = ss.rq_notice
+        getattr(slot, kind)(text)  # our own wording; no model text goes here
+        ss.rq_notice = None
 
 
 #: How often a reviewer's own figures are read again from the database (in between,
@@ -400,10 +436,25 @@ def _progress(queue_name: str) -> str:
     return f"You: {cached['today'] + extra} today · {cached['week'] + extra} this week · median {median} per item"
 
 
+def _height(value, limit: int) -> int | None:
+    """A block's height: its content's, up to ``limit`` pixels (then it scrolls)."""
+    text = as_text(value)
+    lines = sum(1 + len(line) // 90 for line in text.splitlines() or [""])
+    needed = 28 + 21 * lines
+    return None if needed <= limit else limit
+
+
+def _model(item: dict) -> str:
+    return " ".join(x for x in (plain(item["model"]), plain(item["model_version"])) if x) or "-"
+
+
 def _show_item(q, item: dict) -> None:
     ss = _state()
+    label = (
+        f" · predicted label {plain(item['predicted_label'])}" if item["predicted_label"] is not None else ""
+    )
     st.text(
-        f"Item {item['id']}  ·  model {plain(item['model']) or '-'} {plain(item['model_version'])}  ·  "
+        f"{_progress(item['queue'])}  ·  model {_model(item)}  ·  "
         f"confidence {item['confidence']:.3f}  ·  {ROUTE_TEXT.get(item['route'], item['route'])}  ·  "
         f"waiting {age(item['created_at'])}"
     )
@@ -417,10 +468,23 @@ def _show_item(q, item: dict) -> None:
             item["predicted_label"],
             item["metadata"],
         )
-    left, right = st.columns(2, gap="medium")
-    with left:
+    out, inp = st.columns(2, gap="medium")
+    with out:
+        st.text("Model output" + label)
+        show(item["output"], height=_height(item["output"], MAX_OUTPUT_HEIGHT))
+        if q.show_previous_reviews and item.get("reviews_done"):
+            _previous_reviews(item)
+        if ss.rq_editing:
+            _editor(q, item)
+        else:
+            kept = ss.rq_drafts.get(item["id"], {})
+            if kept.get("comment"):
+                st.text(f"Your comment (kept; M to change): {kept['comment']}")
+            if kept.get("edit") not in (None, as_text(item["output"])):
+                st.text("Your correction is kept: E to go on with it, D to discard it.")
+    with inp:
         st.text("Input")
-        show(item["input"], height=260)
+        show(item["input"], height=_height(item["input"], MAX_INPUT_HEIGHT))
         if item["context"]:
             with st.expander(
                 f"Retrieved sources ({len(item['context'])})", expanded=len(item["context"]) <= OPEN_SOURCES
@@ -429,25 +493,8 @@ def _show_item(q, item: dict) -> None:
                     st.text(f"[{n}] {plain(source.get('title')) or '(untitled)'}")
                     if source.get("url"):
                         st.code(plain(source["url"]), language=None)
-                    show(source.get("text", ""), height=160)
-    with right:
-        # One form for every item, so its buttons update in place. The text fields (the
-        # editor, the comment) appear only when asked for (E): building text widgets
-        # was most of what a decision cost the browser, and a key pressed after a
-        # decision can then never land in the previous item's editor.
-        with st.form("rq_decide", enter_to_submit=False, border=False):
-            _buttons(q, item)
-            label = (
-                f" · predicted label: {plain(item['predicted_label'])}"
-                if item["predicted_label"] is not None
-                else ""
-            )
-            st.text("Model output" + label)
-            show(item["output"], height=200)
-            if q.show_previous_reviews and item.get("reviews_done"):
-                _previous_reviews(item)
-            if ss.rq_editing:
-                _editor(q, item)
+                    show(source.get("text", ""), height=_height(source.get("text", ""), 160))
+    st.caption(f"item {item['id']}")
 
 
 def _previous_reviews(item: dict) -> None:
@@ -469,55 +516,71 @@ def _previous_reviews(item: dict) -> None:
 
 def _editor(q, item: dict) -> None:
     ss = _state()
+    kept = ss.rq_drafts.get(item["id"], {})
     if not q.labels:
-        edit, diff = st.columns(2)
         original = as_text(item["output"])
-        draft = edit.text_area("Corrected output", original, height=170, key=f"rq_edit_{item['id']}")
-        with diff:
-            st.text("Your change (- removed, + added)")
-            preview = ss.rq_preview
-            shown = preview[1] if preview and preview[0] == item["id"] else draft
-            st.code(
-                diff_lines(original, shown) or "(no change yet)", language="diff", wrap_lines=True, height=170
+        draft = st.text_area(
+            "Corrected output",
+            kept.get("edit", original),
+            height=min(MAX_OUTPUT_HEIGHT, max(120, _height(original, 10_000) or 120)),
+            key=f"rq_edit_{item['id']}",
+        )
+        preview = ss.rq_preview
+        shown = preview[1] if preview and preview[0] == item["id"] else draft
+        st.text("Your change (- removed, + added; Ctrl+Enter again saves)")
+        # The reviewer's text is shown as the model's is: a pasted U+202E must not make
+        # the diff read "Refund approved!".
+        st.code(diff_lines(original, as_text(shown)) or "(no change yet)", language="diff", wrap_lines=True)
+        hidden = invisible.found(shown)
+        if hidden:
+            st.warning(
+                "Your correction contains invisible or direction-changing characters ("
+                + ", ".join(sorted(hidden))
+                + "), shown above as ⟨U+…⟩ markers. Remove them unless you mean them."
             )
-    st.text_input("Comment (optional; Enter does not submit)", key=f"rq_comment_{item['id']}")
+    st.text_input(
+        "Comment (optional; Enter does not submit)",
+        kept.get("comment", ""),
+        max_chars=COMMENT_LIMIT,
+        key=f"rq_comment_{item['id']}",
+    )
 
 
 def _buttons(q, item: dict) -> None:
+    """The action bar: one row, one shortcut hint on each button (Streamlit draws it)."""
     ss = _state()
-    c = [st.container(horizontal=True, gap="small")] * 5  # one row: one container, not five columns
-    c[0].form_submit_button(
-        "Approve · A", type="primary", shortcut="A", width="stretch", on_click=_act, args=("approve",)
-    )
-    c[1].form_submit_button(
-        "Submit correction · Ctrl+Enter" if ss.rq_editing or q.labels else "Correct · E",
-        shortcut="Ctrl+Enter" if ss.rq_editing or q.labels else "E",
-        width="stretch",
-        on_click=_act,
-        args=("correct" if ss.rq_editing or q.labels else "edit",),
-    )
-    c[2].form_submit_button("Reject · X", shortcut="X", width="stretch", on_click=_act, args=("reject",))
-    c[3].form_submit_button("Skip · S", shortcut="S", width="stretch", on_click=_act, args=("skip",))
-    c[4].form_submit_button(
-        "Close editor · Esc" if ss.rq_editing and not ss.rq_rejecting else "Comment · M",
-        shortcut="Escape" if ss.rq_editing and not ss.rq_rejecting else "M",
-        width="stretch",
-        on_click=_act,
-        args=("edit",),
-    )
-    picking_reasons = ss.rq_rejecting or not q.labels
-    if q.labels and not ss.rq_rejecting:
-        st.text("Label (the correction is the label): press its number, then Ctrl+Enter")
-        _numbered(q.labels, "label", ss.rq_pick.get("label") or item["predicted_label"])
-    if picking_reasons:
-        if ss.rq_rejecting:
-            st.warning("Reject: which reason? Press its number (Esc to go back).")
-        else:
-            st.text("Reject reason: press its number, then X")
+    bar = st.container(horizontal=True, gap="small")
+    if ss.rq_rejecting:
+        st.warning("Reject: which reason? Press its number (Esc to go back).")
         _numbered(q.reject_reasons, "reason", ss.rq_pick.get("reason"))
-        back = st.empty()  # a slot, so the output below never moves
-        if ss.rq_rejecting:
-            back.form_submit_button("Back · Esc", shortcut="Escape", on_click=_act, args=("back",))
+        bar.form_submit_button("Back", shortcut="Escape", on_click=_act, args=("back",))
+        return
+    bar.form_submit_button("Approve", type="primary", shortcut="A", on_click=_act, args=("approve",))
+    submit = ss.rq_editing or q.labels
+    bar.form_submit_button(
+        "Submit correction" if submit else "Correct",
+        shortcut="Ctrl+Enter" if submit else "E",
+        on_click=_act,
+        args=("correct" if submit else "edit",),
+    )
+    bar.form_submit_button("Reject", shortcut="X", on_click=_act, args=("reject",))
+    bar.form_submit_button("Skip", shortcut="S", on_click=_act, args=("skip",))
+    if ss.rq_editing:
+        bar.form_submit_button("Close (keeps your text)", shortcut="Escape", on_click=_act, args=("edit",))
+    else:
+        bar.form_submit_button("Comment", shortcut="M", on_click=_act, args=("edit",))
+    if ss.rq_drafts.get(item["id"]) or ss.rq_editing:
+        bar.form_submit_button("Discard my text", shortcut="D", on_click=_act, args=("discard",))
+    last = ss.rq_last_review
+    if (
+        last
+        and last.get("queue") == item["queue"]
+        and time.monotonic() - last["at"] <= store.settings_of(engine()).undo_seconds
+    ):
+        bar.form_submit_button(f"Undo {last['verdict']}", shortcut="U", on_click=_undo)
+    if q.labels:
+        st.text("Label: press its number, then Ctrl+Enter")
+        _numbered(q.labels, "label", ss.rq_pick.get("label") or item["predicted_label"])
 
 
 def _numbered(choices: list[str], action: str, picked: str | None) -> None:
@@ -525,7 +588,7 @@ def _numbered(choices: list[str], action: str, picked: str | None) -> None:
     row = st.container(horizontal=True, gap="small")
     for n, choice in enumerate(choices, 1):
         row.form_submit_button(
-            f"{_md(choice)}{f' · {n}' if n <= 9 else ''}",
+            _md(choice),
             shortcut=str(n) if n <= 9 else None,
             type="primary" if choice == picked else "secondary",
             on_click=_act,
@@ -552,7 +615,7 @@ def _heartbeat() -> None:
             st.rerun()
         claims.renew(item["id"], session.name(), lease_seconds=_ui_lease(q), engine=engine())
     except (LeaseLost, Conflict) as exc:
-        draft = ss.get(f"rq_edit_{item['id']}")
+        draft = ss.rq_drafts.get(item["id"], {}).get("edit")
         ss.rq_lost_draft = draft if draft not in (None, as_text(item["output"])) else None
         _notice("warning", f"{exc}. Your text is kept below until you leave this page.")
         _hold(None)

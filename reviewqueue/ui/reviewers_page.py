@@ -14,7 +14,7 @@ import streamlit as st
 
 from reviewqueue import agreement, cache, clock, queues
 from reviewqueue.ui import session
-from reviewqueue.ui.common import engine, plain
+from reviewqueue.ui.common import busiest_first, engine, plain
 from reviewqueue.vocab import Role
 
 #: Seconds a computed report is reused.
@@ -49,12 +49,12 @@ def render() -> None:
         st.error("Leads and admins only.")
         return
     st.header("Reviewers")
-    names = queues.names(engine=engine())
+    names, first = busiest_first(queues.overview(engine=engine()), several_reviews=True)
     if not names:
         st.info("There are no queues yet.")
         return
     c1, c2 = st.columns(2)
-    queue = c1.selectbox("Queue", names, key="rq_reviewers_queue")
+    queue = c1.selectbox("Queue", names, index=first, key="rq_reviewers_queue")
     window = c2.selectbox("Decisions made", list(WINDOWS), index=1, key="rq_reviewers_window")
     rep = _report(queue, WINDOWS[window])
     st.caption(

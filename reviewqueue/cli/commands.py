@@ -1,0 +1,18 @@
+"""Every command, registered on the app by importing its module, in the order ``--help``
+lists them: getting started, running, the queues' work, governance."""
+
+import importlib
+
+for _name in (
+    "setup",
+    "servers",
+    "queues",
+    "ingest",
+    "users",
+    "tokens",
+    "webhooks",
+    "exports",
+    "quality",
+    "audit",
+):
+    importlib.import_module(f"{__package__}.{_name}")
