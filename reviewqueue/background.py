@@ -4,14 +4,16 @@ Each job is safe with any number of processes (``jobs.py`` says how)."""
 
 from __future__ import annotations
 
-from . import audit, jobs, retention, webhooks
+from . import audit, deadlines, jobs, notify, retention, webhooks
 
 
 def all_jobs() -> list[jobs.Job]:
     return [
         webhooks.worker_job(),  # every process; rows split the work
+        deadlines.deadline_job(),  # every process; row locks make each fallback happen once
         audit.seal_job(),  # one leader
         retention.purge_job(),  # one leader
+        notify.alert_job(),  # one leader: alerts and the daily digest
     ]
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from . import clock, events, store
-from .errors import Conflict, ItemNotFound, LeaseLost, NotAssigned, QueueNotFound
+from .errors import Conflict, DeadlinePassed, ItemNotFound, LeaseLost, NotAssigned, QueueNotFound
 from .items import to_out
 from .schemas import ItemOut
 from .store import queries
@@ -95,11 +95,17 @@ def _sweep_leases(tx: store.Tx, queue: str, reviewer: str, now) -> str | None:
     return None
 
 
-def held_item(tx: store.Tx, item_id: str, reviewer: str, statement=queries.ITEM_FOR_UPDATE):
-    """The item row, locked, if ``reviewer`` holds its lease; otherwise why not."""
+def held_item(tx: store.Tx, item_id: str, reviewer: str, statement=queries.ITEM_FOR_UPDATE, *, late_ok=False):
+    """The item row, locked, if ``reviewer`` holds its lease; otherwise why not.
+    ``late_ok``: also a timed-out item this reviewer held when its deadline passed (their
+    decision is kept as a late review: decisions.py)."""
     row = statement.first(tx, {"item_id": item_id})
     if row is None:
         raise ItemNotFound(item_id)
+    if row.status == Status.TIMED_OUT:
+        if late_ok and row.lease_holder == reviewer and row.final_review_id is None:
+            return row
+        raise DeadlinePassed(item_id, row.deadline_action)
     if row.status in DECIDED:
         raise Conflict(f"item {item_id} was already decided ({row.status}); nothing to do")
     if row.status == Status.DISPUTED:

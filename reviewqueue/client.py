@@ -10,14 +10,23 @@
 Retries on connection errors and 5xx never create a duplicate: every item is sent
 with an ``external_id`` (one is generated when you give none), so a retried post of
 an item the server already stored returns that item.
+
+Waiting for a human, with a fallback of your own (README: "Waiting for a human")::
+
+    answer = rq.review(item, timeout=30, fallback="reject")
+    if answer.approved: ...          # answer.source: reviewer, deadline, timeout or threshold
+
+:class:`AsyncClient` has the same methods, to ``await``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import httpx
 
@@ -32,7 +41,7 @@ from .errors import (
     ValidationFailed,
 )
 from .schemas import ItemIn, ItemOut, QueueOut, SubmitResult
-from .vocab import DECIDED, Status
+from .vocab import FINAL, Source, Status, Verdict
 
 _BY_STATUS = {
     401: AuthenticationFailed,
@@ -63,6 +72,70 @@ def _error(resp: httpx.Response) -> ReviewQueueError:
     if cls is None:
         return ServerError(f"HTTP {resp.status_code}: {message}", detail=detail)
     return cls(message, detail=detail)
+
+
+#: The longest one request waits on the server (GET /v1/items/{id}?wait=).
+LONG_POLL = 60.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What to do with a posted output, and who said so."""
+
+    verdict: Verdict
+    #: The output to use: the model's (approved), the reviewer's (corrected); none if rejected.
+    output: Any
+    label: str | None
+    reason: str | None
+    #: reviewer (a person decided), deadline (the queue's fallback), timeout (this
+    #: client's fallback: it stopped waiting first) or threshold (auto-accepted).
+    source: Source
+    reviewer: str | None
+    item_id: str
+    #: The item as last read (none when the server could not be asked).
+    item: ItemOut | None = None
+
+    @property
+    def approved(self) -> bool:
+        """Whether the output (possibly corrected) may be used."""
+        return self.verdict != Verdict.REJECT
+
+    @classmethod
+    def of(cls, item: ItemOut) -> Answer:
+        if item.status == Status.AUTO_ACCEPTED:
+            return cls(
+                Verdict.APPROVE,
+                item.output,
+                item.predicted_label,
+                None,
+                Source.THRESHOLD,
+                None,
+                item.id,
+                item,
+            )
+        d = item.decision
+        return cls(d.verdict, d.final_output, d.final_label, d.reason, d.source, d.reviewer, item.id, item)
+
+    @classmethod
+    def fallback(cls, item_id: str, data: Mapping[str, Any], fallback: str, item: ItemOut | None) -> Answer:
+        if fallback == "accept":
+            return cls(
+                Verdict.APPROVE,
+                data.get("output"),
+                data.get("predicted_label"),
+                None,
+                Source.TIMEOUT,
+                None,
+                item_id,
+                item,
+            )
+        return cls(Verdict.REJECT, None, None, "timeout", Source.TIMEOUT, None, item_id, item)
+
+
+def _fallback_of(fallback: str) -> str:
+    if fallback not in ("accept", "reject"):
+        raise ValueError("fallback must be 'accept' (use the model's output) or 'reject'")
+    return fallback
 
 
 class Client:
@@ -138,16 +211,58 @@ class Client:
     def queues(self) -> list[QueueOut]:
         return [QueueOut.model_validate(q) for q in self._request("GET", "/v1/queues").json()]
 
-    def wait_for_decision(self, item_id: str, timeout: float = 3600, poll: float = 1.0) -> ItemOut:
-        """Poll until the item is decided (or was auto-accepted); ``TimeoutError`` otherwise."""
+    def wait_for_decision(self, item_id: str, timeout: float = 3600, poll: float | None = None) -> ItemOut:
+        """Wait until the item is final (decided, auto-accepted, or decided by its
+        deadline fallback); ``TimeoutError`` otherwise. Long polls the server (an answer
+        as soon as it is final); ``poll`` seconds asks again that often instead."""
         deadline = time.monotonic() + timeout
         while True:
-            item = self.get(item_id)
-            if item.status in DECIDED or item.status == Status.AUTO_ACCEPTED:
+            left = deadline - time.monotonic()
+            item = self.get(item_id) if poll is not None or left <= 0 else self.get_final(item_id, left)
+            if item.status in FINAL:
                 return item
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"item {item_id} is still {item.status} after {timeout} s")
-            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+            if poll is not None:
+                time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+
+    def get_final(self, item_id: str, wait: float) -> ItemOut:
+        """The item once final, or as it is after ``wait`` seconds (at most 60): one
+        request the server answers as soon as the item is decided."""
+        wait = max(0.0, min(LONG_POLL, wait))
+        resp = self._request(
+            "GET",
+            f"/v1/items/{item_id}",
+            params={"wait": round(wait, 3)},
+            timeout=httpx.Timeout(self._http.timeout.read + wait if self._http.timeout.read else None),
+        )
+        return ItemOut.model_validate(resp.json())
+
+    def review(
+        self,
+        item: ItemIn | Mapping[str, Any],
+        *,
+        timeout: float,
+        fallback: Literal["accept", "reject"] = "reject",
+    ) -> Answer:
+        """Post ``item`` (idempotently: a retried call with the same ``external_id`` finds
+        the same item) and wait up to ``timeout`` seconds for its answer: a reviewer's
+        verdict, the queue's deadline fallback, or auto-acceptance. If none comes in
+        time, ``fallback`` (``source`` "timeout"): "accept" uses the model's output,
+        "reject" does not. Give a timeout shorter than the queue's deadline for your own
+        fallback to apply first."""
+        _fallback_of(fallback)
+        data = self._prepare(item)
+        posted = self.submit(data)
+        until = time.monotonic() + timeout
+        current = None
+        while True:
+            left = until - time.monotonic()
+            current = self.get_final(posted.id, left) if left > 0 else self.get(posted.id)
+            if current.status in FINAL:
+                return Answer.of(current)
+            if time.monotonic() >= until:
+                return Answer.fallback(posted.id, data, fallback, current)
 
     def claim(self, queue: str) -> ItemOut | None:
         resp = self._request("POST", f"/v1/queues/{queue}/claim")
@@ -161,3 +276,101 @@ class Client:
 
     def release(self, item_id: str) -> ItemOut:
         return ItemOut.model_validate(self._request("POST", f"/v1/items/{item_id}/release").json())
+
+
+class AsyncClient:
+    """:class:`Client` for asyncio: the same calls, awaited::
+
+    async with AsyncClient(url, token) as rq:
+        answer = await rq.review(item, timeout=30, fallback="reject")
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.retries = retries
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            transport=transport,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "reviewqueue-client"},
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        delay = 0.2
+        for attempt in range(self.retries + 1):
+            try:
+                resp = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt == self.retries:
+                    raise ServerError(f"could not reach the server: {exc}") from exc
+            else:
+                if resp.status_code < 500 or attempt == self.retries:
+                    if resp.status_code >= 400:
+                        raise _error(resp)
+                    return resp
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    async def submit(self, item: ItemIn | Mapping[str, Any]) -> SubmitResult:
+        resp = await self._request("POST", "/v1/items", json=Client._prepare(item))
+        return SubmitResult(**resp.json())
+
+    async def get(self, item_id: str) -> ItemOut:
+        return ItemOut.model_validate((await self._request("GET", f"/v1/items/{item_id}")).json())
+
+    async def get_final(self, item_id: str, wait: float) -> ItemOut:
+        wait = max(0.0, min(LONG_POLL, wait))
+        resp = await self._request(
+            "GET",
+            f"/v1/items/{item_id}",
+            params={"wait": round(wait, 3)},
+            timeout=httpx.Timeout(self._http.timeout.read + wait if self._http.timeout.read else None),
+        )
+        return ItemOut.model_validate(resp.json())
+
+    async def wait_for_decision(self, item_id: str, timeout: float = 3600) -> ItemOut:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            item = await (self.get_final(item_id, left) if left > 0 else self.get(item_id))
+            if item.status in FINAL:
+                return item
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"item {item_id} is still {item.status} after {timeout} s")
+
+    async def review(
+        self,
+        item: ItemIn | Mapping[str, Any],
+        *,
+        timeout: float,
+        fallback: Literal["accept", "reject"] = "reject",
+    ) -> Answer:
+        """See :meth:`Client.review`."""
+        _fallback_of(fallback)
+        data = Client._prepare(item)
+        posted = await self.submit(data)
+        until = time.monotonic() + timeout
+        while True:
+            left = until - time.monotonic()
+            current = await (self.get_final(posted.id, left) if left > 0 else self.get(posted.id))
+            if current.status in FINAL:
+                return Answer.of(current)
+            if time.monotonic() >= until:
+                return Answer.fallback(posted.id, data, fallback, current)

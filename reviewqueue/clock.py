@@ -143,6 +143,18 @@ def travelling(to: Callable[[], datetime]) -> Iterator[None]:
         now = real
 
 
+def duration(seconds: float) -> str:
+    """A length of time as people say it: "45 s", "4 min 05 s", "2 h 10 min", "3 d 4 h"."""
+    seconds = int(seconds)
+    if seconds >= 86_400:
+        return f"{seconds // 86_400} d {seconds % 86_400 // 3600} h"
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
 def iso(dt: datetime | None) -> str | None:
     """ISO 8601 UTC with a Z, the only format reviewqueue emits."""
     if dt is None:

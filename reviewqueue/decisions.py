@@ -116,19 +116,44 @@ def decide_item(
 def _decide(item_id: str, reviewer: str, decision, engine):
     d = _decision(decision)
     with store.write(engine) as tx:
-        item = claims.held_item(tx, item_id, reviewer, queries.ITEM_AND_RULES_FOR_UPDATE)
+        item = claims.held_item(tx, item_id, reviewer, queries.ITEM_AND_RULES_FOR_UPDATE, late_ok=True)
         # Read the clock after the transaction's first statement: decided_at and
         # updated_at are then never earlier than the transaction's start, which exports
         # and polls rely on to know when every change before a moment has committed
         # (store.settled_before). Every write to items reads it so.
         now = clock.now()
+        if item.status == Status.TIMED_OUT:
+            return _late(tx, item, reviewer, d, now)
         review = _insert_review(tx, item, reviewer, d, now, adjudication=False)
         if item.q_reviews_required <= 1:
             return _final(tx, item, review, reviewer, now, done=1, agreement=1.0), review
         return _counted(tx, item, review, reviewer, now), review
 
 
-def _insert_review(tx, item, reviewer: str, d: DecisionIn, now, *, adjudication: bool) -> ReviewOut:
+def _late(tx, item, reviewer: str, d: DecisionIn, now):
+    """A decision by the reviewer who held the item when its deadline fallback decided
+    it: stored as a review made after the deadline (evaluation data, flagged so), sent as
+    ``item.reviewed_after_deadline`` so the app can repair what it did. The fallback's
+    answer stays the item's decision."""
+    review = _insert_review(tx, item, reviewer, d, now, adjudication=False, after_deadline=True)
+    row = queries.LATE_DECIDED.first(tx, {"item_id": item.id, "now": now, "review_id": review.id})
+    events.record(
+        tx,
+        EventKind.ITEM_REVIEWED_AFTER_DEADLINE,
+        reviewer,
+        item_id=item.id,
+        queue=item.queue,
+        before={"status": item.status, "deadline_action": item.deadline_action},
+        after={"verdict": review.verdict, "review_id": review.id, "after_deadline": True},
+        at=now,
+    )
+    outbox.enqueue(tx, row, review, EventKind.ITEM_REVIEWED_AFTER_DEADLINE, now=now)
+    return row, review
+
+
+def _insert_review(
+    tx, item, reviewer: str, d: DecisionIn, now, *, adjudication: bool, after_deadline: bool = False
+) -> ReviewOut:
     """Check ``d`` against the queue's rules and store it as a review row. What the
     reviewer wrote (a correction, a comment) is redacted as the model's text was."""
     final_output, final_label = check(Rules(item.q_labels or [], item.q_reject_reasons or []), item, d)
@@ -158,6 +183,7 @@ def _insert_review(tx, item, reviewer: str, d: DecisionIn, now, *, adjudication:
             "now": now,
             "edit_distance": textdiff.decision_distance(d.verdict, item.output, final_output),
             "adjudication": adjudication,
+            "after_deadline": after_deadline,
         },
     )
     return ReviewOut(**row._asdict())
@@ -189,6 +215,7 @@ def _final(tx, item, final: ReviewOut, actor: str, now, *, done: int, agreement:
         at=now,
     )
     outbox.enqueue(tx, row, final, EventKind.ITEM_DECIDED, now=now)
+    store.announce_final(tx, item.id)  # apps waiting on it (waiting.py) hear at commit
     return row
 
 
@@ -281,6 +308,10 @@ def undo(review_id: int, reviewer: str, *, queues: list[str] | None = None, engi
         if now - review.created_at > timedelta(seconds=window):
             raise Conflict(f"decisions can be undone for {window} seconds; this one is older")
         item = queries.ITEM_FOR_UPDATE.first(tx, {"item_id": review.item_id})
+        if item.status == Status.TIMED_OUT:
+            raise Conflict(
+                "the item's deadline fallback decided it; a decision made after it stays on record"
+            )
         if item.final_review_id is not None:
             # Final: only by the one decision that made it so (a queue of one reviewer).
             if item.final_review_id != review.id or item.reviews_done != 1:

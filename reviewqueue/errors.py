@@ -84,6 +84,16 @@ class Conflict(ReviewQueueError):
     status_code = 409
 
 
+class DeadlinePassed(Conflict):
+    """The item's deadline passed and the queue's fallback decided it (deadlines.py)."""
+
+    def __init__(self, item_id: str, action: str | None):
+        self.action = action
+        super().__init__(
+            f"item {item_id} passed its deadline and the queue's fallback decided it ({action}); nothing to do"
+        )
+
+
 class LeaseLost(Conflict):
     """The caller does not (or no longer) hold the lease on the item."""
 

@@ -125,6 +125,19 @@ def describe(event: Event) -> str:
         return f"{before.get('lease_holder') or 'its reviewer'}'s lease ran out; it went back to the queue"
     if kind == EventKind.ITEM_DECIDED:
         return f"{actor} {_VERBS.get(after.get('verdict'), 'decided it')}"
+    if kind == EventKind.ITEM_DEADLINE_NEAR:
+        return f"its deadline is near ({after.get('seconds_left')} s left): the app was warned"
+    if kind == EventKind.ITEM_DEADLINE_PASSED:
+        action = after.get("action")
+        what = {
+            "accept": "the model's output stands (accepted by the system, not a reviewer)",
+            "reject": f"rejected by the system ({after.get('reason')}), not a reviewer",
+            "escalate": f"moved to queue {after.get('queue')}",
+            "keep": "it waits on, late" + (f" ({after['why']})" if after.get("why") else ""),
+        }.get(action, str(action))
+        return f"the deadline passed with no decision: {what}"
+    if kind == EventKind.ITEM_REVIEWED_AFTER_DEADLINE:
+        return f"{actor} {_VERBS.get(after.get('verdict'), 'decided it')} after the deadline (kept as evaluation data)"
     if kind == EventKind.ITEM_DECISION_UNDONE:
         return f"{actor} undid their decision"
     if kind in (EventKind.QUEUE_UPDATED, EventKind.QUEUE_CREATED):

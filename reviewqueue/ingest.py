@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import timedelta
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
@@ -36,7 +37,7 @@ from .models import Item, Queue
 from .routing import claim_order, confidence_band, review_chance, route
 from .schemas import ItemIn, SubmitResult, unstorable
 from .store.queries import ItemRow, insert_items
-from .vocab import EventKind
+from .vocab import EventKind, Status
 
 _ANALYZE_AFTER = 10_000
 
@@ -160,15 +161,16 @@ def _submit(items: list[ItemIn], *, actor: str, engine, single: bool, on_progres
 
 
 def _queue_settings(tx: store.Tx, items: list[ItemIn], single: bool) -> dict[str, tuple]:
-    """(threshold, label_thresholds, audit_rate, redactor) of every queue named in ``items``."""
+    """(threshold, label_thresholds, audit_rate, redactor, deadline_seconds) of every queue
+    named in ``items``."""
     wanted = {item.queue for item in items}
     q = Queue.__table__.c
     queues = {
         row.name: row
         for row in tx.execute(
-            select(q.name, q.threshold, q.label_thresholds, q.audit_rate, q.redaction).where(
-                q.name.in_(sorted(wanted))
-            )
+            select(
+                q.name, q.threshold, q.label_thresholds, q.audit_rate, q.redaction, q.deadline_seconds
+            ).where(q.name.in_(sorted(wanted)))
         )
     }
     missing = sorted(wanted - set(queues))
@@ -181,7 +183,13 @@ def _queue_settings(tx: store.Tx, items: list[ItemIn], single: bool) -> dict[str
         )
     # Plain values: reading row attributes once per item showed up in profiles.
     return {
-        q.name: (q.threshold, q.label_thresholds, q.audit_rate, redaction.redactor(q.redaction or []))
+        q.name: (
+            q.threshold,
+            q.label_thresholds,
+            q.audit_rate,
+            redaction.redactor(q.redaction or []),
+            q.deadline_seconds,
+        )
         for q in queues.values()
     }
 
@@ -191,6 +199,9 @@ class _Batch(NamedTuple):
     results: list[SubmitResult | None]  # None for a repeat within the batch
     first_of: dict[tuple[str, str], int]  # (queue, external_id) -> index of its first item
     repeats: list[tuple[int, int]]  # (index, index of the first with the same key)
+    #: (index in rows, the deadline, or seconds after arrival) of items with a deadline:
+    #: fixed once the transaction has read the clock (_store).
+    timed: list[tuple[int, Any, int | None]]
 
 
 #: Fields that name or sort things (the caller's ids, the model, the label): checked by
@@ -208,6 +219,7 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
     repeats: list[tuple[int, int]] = []
     too_large: list[dict[str, Any]] = []
     personal: list[dict[str, Any]] = []
+    timed: list[tuple[int, Any, int | None]] = []
     for index, item in enumerate(items):
         if item.external_id is not None:
             key = (item.queue, item.external_id)
@@ -216,7 +228,7 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
                 results.append(None)
                 continue
             first_of[key] = index
-        threshold, label_thresholds, audit_rate, redactor = settings[item.queue]
+        threshold, label_thresholds, audit_rate, redactor, queue_deadline = settings[item.queue]
         content = (
             item.input,
             item.output,
@@ -293,6 +305,9 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
             key=audit_key,
         )
         item_id = next(ids)
+        if status == Status.PENDING and (item.deadline or item.deadline_seconds or queue_deadline):
+            # The item's own deadline over the queue's; an auto-accepted item has none.
+            timed.append((len(rows), item.deadline, item.deadline_seconds or queue_deadline))
         rows.append(
             ItemRow(
                 id=item_id,
@@ -322,14 +337,21 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
         raise PayloadTooLarge(
             too_large[0]["msg"] if single else f"{len(too_large)} item(s) too large", detail=too_large
         )
-    return _Batch(rows, results, first_of, repeats)
+    return _Batch(rows, results, first_of, repeats, timed)
 
 
 def _store(tx: store.Tx, batch: _Batch, actor: str, on_progress=None) -> list[SubmitResult]:
     # The clock is read inside the write transaction after its first statement, as
     # claims and decisions read it: polls by updated_at rely on it (items.poll).
     now = clock.now()
-    rows, results, first_of, repeats = batch
+    rows, results, first_of, repeats, timed = batch
+    for index, at, seconds in timed:
+        row = rows[index]
+        due = at if at is not None else now + timedelta(seconds=seconds)
+        rows[index] = row._replace(
+            deadline_at=store.time_param(tx.dialect, due),
+            claim_order=claim_order(row.priority, row.confidence, row.id, due),
+        )
     if insert_items(tx, rows, now, on_progress) != len(rows):
         _mark_duplicates(tx, results, first_of)
     if on_progress is not None and repeats:

@@ -14,13 +14,13 @@ from . import clock, store
 from .errors import ItemNotFound, ValidationFailed
 from .models import Item, Queue, Review
 from .schemas import ID_PATTERN, DecisionOut, ItemOut, ReviewOut
-from .vocab import DECIDED, Verdict
+from .vocab import DECIDED, DeadlineAction, Source, Status, Verdict
 
 
 def to_out(item, review=None, reviews=None) -> ItemOut:
     """An ``ItemOut`` from an ``Item`` or a row of the items table, with its final
     decision (``review``) and, when given, every decision on it (``reviews``)."""
-    decision = None
+    decision = late = None
     if review is not None:
         decision = DecisionOut(
             verdict=review.verdict,
@@ -30,7 +30,10 @@ def to_out(item, review=None, reviews=None) -> ItemOut:
             comment=review.comment,
             reviewer=review.reviewer,
             decided_at=review.created_at,
+            after_deadline=bool(getattr(review, "after_deadline", False)),
         )
+    if item.status == Status.TIMED_OUT:
+        late, decision = decision, fallback_decision(item)
     meta = item.meta if isinstance(item, Item) else item.metadata
     return ItemOut(
         id=item.id,
@@ -59,7 +62,36 @@ def to_out(item, review=None, reviews=None) -> ItemOut:
         reviews=None
         if reviews is None
         else [ReviewOut.model_validate(r, from_attributes=True) for r in reviews],
+        deadline_at=item.deadline_at,
+        deadline_action=item.deadline_action,
+        late_decision=late,
     )
+
+
+def fallback_decision(item) -> DecisionOut | None:
+    """The answer a deadline fallback gave a timed-out item (deadlines.py)."""
+    verdict = DeadlineAction(item.deadline_action).verdict if item.deadline_action else None
+    if verdict is None:
+        return None
+    kept = verdict == Verdict.APPROVE
+    return DecisionOut(
+        verdict=verdict,
+        final_output=item.output if kept else None,
+        final_label=item.predicted_label if kept else None,
+        reason=None if kept else item.fallback_reason,
+        reviewer="system",
+        decided_at=item.decided_at or item.updated_at,
+        source=Source.DEADLINE,
+    )
+
+
+def holder_of(item_id: str, *, engine=None):
+    """``(status, queue, lease_holder, deadline_action)`` of an item, or ``None``: one
+    primary-key read (the review page asks every few seconds while a deadline runs)."""
+    with store.read(engine) as tx:
+        return tx.execute(
+            select(Item.status, Item.queue, Item.lease_holder, Item.deadline_action).where(Item.id == item_id)
+        ).first()
 
 
 def _final_reviews(session, items) -> dict[str, Review]:

@@ -9,8 +9,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from . import cache, clock, queues, store
-from .models import Item, Review
-from .vocab import WAITING
+from .models import Event, Item, Queue, Review
+from .vocab import DECIDED, WAITING, EventKind
 
 #: Seconds the Prometheus totals may be old: counting by route reads every item.
 TOTALS_MAX_AGE = 30.0
@@ -54,6 +54,64 @@ def _by_verdict(engine) -> dict[tuple[str, str], int]:
                 .group_by(Review.queue, Review.verdict)
             )
         }
+
+
+def deadline_fallbacks(*, since=None, engine=None) -> dict[tuple[str, str], int]:
+    """Deadlines passed with no human answer, by (queue it was in, action taken): every
+    ``item.deadline_passed`` event (since ``since``). Cached like the other totals
+    when ``since`` is none."""
+    engine = engine or store.get_engine()
+    if since is not None:
+        return _fallbacks(engine, since)
+    return cache.fresh(
+        ("deadline-fallbacks", str(engine.url)), _totals_age(engine), lambda: _fallbacks(engine, None)
+    )
+
+
+def _fallbacks(engine, since) -> dict[tuple[str, str], int]:
+    after = Event.__table__.c.after
+    action = (
+        after.op("->>")("action")
+        if engine.dialect.name == "postgresql"
+        else func.json_extract(after, "$.action")
+    )
+    where = [Event.kind == EventKind.ITEM_DEADLINE_PASSED] + (
+        [Event.at >= since] if since is not None else []
+    )
+    with store.read(engine) as tx:
+        return {
+            (q or "", a or ""): n
+            for q, a, n in tx.execute(
+                select(Event.queue, action, func.count()).where(*where).group_by(Event.queue, action)
+            )
+        }
+
+
+def decided_since(since, *, engine=None) -> dict[str, int]:
+    """Items made final by reviewers since ``since``, per queue (ix_items_decided)."""
+    with store.read(engine) as tx:
+        return dict(
+            tx.execute(
+                select(Item.queue, func.count())
+                .where(Item.decided_at >= since, Item.status.in_(sorted(DECIDED)))
+                .group_by(Item.queue)
+            ).all()
+        )
+
+
+#: Items "due soon" in a queue without warn_seconds: due within this many seconds.
+DUE_SOON_SECONDS = 300
+
+
+def due_soon(*, engine=None) -> dict[str, int]:
+    """Per queue with deadlines: waiting items due within its ``warn_seconds`` (or
+    :data:`DUE_SOON_SECONDS`)."""
+    from . import deadlines
+
+    engine = engine or store.get_engine()
+    with store.read(engine) as tx:
+        rows = tx.execute(select(Queue.name, Queue.warn_seconds)).all()
+    return {name: deadlines.due_soon(name, warn or DUE_SOON_SECONDS, engine=engine) for name, warn in rows}
 
 
 def backlog(*, engine=None) -> dict[str, dict]:

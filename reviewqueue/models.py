@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, FetchedValue, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, FetchedValue, Index, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -32,6 +32,13 @@ def _json(nullable: bool = True, name: str | None = None) -> Any:
 
 
 DEFAULT_REJECT_REASONS = ["incorrect", "unsupported_by_sources", "harmful", "off_topic", "other"]
+
+
+#: The rows of ``ix_items_due``.
+_DUE = text(
+    "deadline_at IS NOT NULL AND deadline_state <> 'passed' "
+    "AND status IN ('pending', 'in_review', 'disputed')"
+)
 
 
 class Queue(SQLModel, table=True):
@@ -61,6 +68,18 @@ class Queue(SQLModel, table=True):
     redaction: list[Any] = Field(default_factory=list, sa_column=_json(False))
     #: Content older than this many days is purged (retention.py); none: kept.
     retention_days: int | None = Field(default=None)
+    #: Seconds an item may wait for a human after it arrives (none: no deadline), what
+    #: happens then (a ``DeadlineAction``), and the warning's lead time (deadlines.py).
+    deadline_seconds: int | None = Field(default=None)
+    on_deadline: str = Field(default="keep", max_length=16)
+    #: The reject reason a ``reject`` fallback records (one of ``reject_reasons``).
+    deadline_reason: str | None = Field(default=None, max_length=256)
+    #: The queue an ``escalate`` fallback moves the item to.
+    escalate_to: str | None = Field(default=None, max_length=64)
+    warn_seconds: int | None = Field(default=None)
+    #: Alert rules (notify.py): ``{"oldest_waiting_seconds": 3600, "due_soon": 10,
+    #: "fallbacks_per_hour": 5, "target_error": 0.02}``; absent keys are not checked.
+    alerts: dict[str, Any] = Field(default_factory=dict, sa_column=_json(False))
     created_at: datetime = Field(default_factory=clock.now)
     updated_at: datetime = Field(default_factory=clock.now)
 
@@ -83,6 +102,14 @@ class Item(SQLModel, table=True):
         Index("ix_items_waiting", "queue", "status", "created_at"),
         # The quality report's one GROUP BY reads only this index, in its order: a
         # stream over the queue's entries, no sort, no table rows (quality.py).
+        # The deadline job's look at what is due (deadlines.py): only items still waiting
+        # whose deadline has not passed yet are in it.
+        Index(
+            "ix_items_due",
+            "deadline_at",
+            sqlite_where=_DUE,
+            postgresql_where=_DUE,
+        ),
         Index(
             "ix_items_quality",
             "queue",
@@ -142,6 +169,14 @@ class Item(SQLModel, table=True):
     #: Notifications about this item so far: each webhook body carries the next number
     #: (``sequence``), so receivers can order them (outbox.py).
     webhook_seq: int = Field(default=0)
+    #: When a human decision is due (deadlines.py); none: no deadline.
+    deadline_at: datetime | None = Field(default=None)
+    #: "" before the warning, "warned" after it, "passed" once the deadline was handled.
+    deadline_state: str = Field(default="", max_length=16)
+    #: What the deadline did, once it passed: accept, reject, escalate or keep.
+    deadline_action: str | None = Field(default=None, max_length=16)
+    #: The reject reason a ``reject`` fallback recorded.
+    fallback_reason: str | None = Field(default=None, max_length=256)
 
 
 class Review(SQLModel, table=True):
@@ -172,6 +207,9 @@ class Review(SQLModel, table=True):
     undone_at: datetime | None = Field(default=None)
     #: A lead's (or admin's) decision settling a disagreement, not a reviewer's vote.
     adjudication: bool = Field(default=False)
+    #: Made after the item's deadline fallback had already decided it (deadlines.py):
+    #: evaluation data, but the app acted on the fallback.
+    after_deadline: bool = Field(default=False)
 
 
 class Event(SQLModel, table=True):
@@ -183,6 +221,8 @@ class Event(SQLModel, table=True):
         Index("ix_events_at", "at"),
         Index("ix_events_seq", "seq", "id"),
         Index("ix_events_mac", "mac"),
+        # Counting one kind of event over time (deadline fallbacks for metrics and alerts).
+        Index("ix_events_kind_at", "kind", "at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -394,3 +434,39 @@ class JobLease(SQLModel, table=True):
     holder: str | None = Field(default=None, max_length=256)
     expires_at: datetime
     acquired_at: datetime | None = Field(default=None)
+
+
+class NotifyChannel(SQLModel, table=True):
+    """Where alerts go (notify.py): a Slack-compatible incoming webhook, or an e-mail address."""
+
+    __tablename__ = "notify_channels"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: slack (Slack, Mattermost, Teams and alike: ``{"text": ...}`` POSTed) or email
+    kind: str = Field(max_length=16)
+    #: The webhook URL (a secret: encrypted with the server key) or the address.
+    target: str = Field(max_length=2048)
+    #: Queues whose alerts it gets; empty: every queue.
+    queues: list[str] = Field(default_factory=list, sa_column=_json(False))
+    #: It also gets the daily digest.
+    digest: bool = Field(default=True)
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=clock.now)
+    last_error: str | None = Field(default=None, max_length=1000)
+
+
+class AlertState(SQLModel, table=True):
+    """Whether one alert rule of one queue is firing, and when it last sent a message
+    (notify.py); the row ``("", "digest")`` remembers the last daily digest."""
+
+    __tablename__ = "alert_states"
+
+    queue: str = Field(primary_key=True, max_length=64)
+    rule: str = Field(primary_key=True, max_length=32)
+    active: bool = Field(default=False)
+    #: The figure when last evaluated, and the threshold it was held against.
+    value: float | None = Field(default=None)
+    threshold: float | None = Field(default=None)
+    raised_at: datetime | None = Field(default=None)
+    cleared_at: datetime | None = Field(default=None)
+    last_sent_at: datetime | None = Field(default=None)

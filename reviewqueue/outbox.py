@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from . import clock, store
 from .models import Webhook, WebhookDelivery
 from .store import queries
-from .vocab import DeliveryStatus, EventKind
+from .vocab import DeliveryStatus, EventKind, Source
 
 #: Attempts before a delivery is given up: at the 10-minute cap, roughly a day.
 MAX_ATTEMPTS = 150
@@ -35,10 +35,13 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(600, 2 ** max(0, attempts - 1)))
 
 
-def body(item, review, kind: EventKind, now: datetime, sequence: int) -> tuple[str, str]:
-    """``(event_id, the JSON body)`` of a notification about ``review`` of ``item``:
-    the ``sequence``-th notification about that item."""
+def body(item, review, kind: EventKind, now: datetime, sequence: int, extra=None) -> tuple[str, str]:
+    """``(event_id, the JSON body)`` of a notification about ``review`` of ``item`` (a
+    review row, a ``DecisionOut``, or none for a deadline notice): the ``sequence``-th
+    notification about that item. ``source`` says who answered: a reviewer, or the
+    queue's deadline fallback (``reviewer`` "system")."""
     event_id = str(uuid.uuid4())
+    decided_at = getattr(review, "created_at", None) or getattr(review, "decided_at", None)
     return event_id, json.dumps(
         {
             "event_id": event_id,
@@ -47,28 +50,32 @@ def body(item, review, kind: EventKind, now: datetime, sequence: int) -> tuple[s
             "item_id": item.id,
             "external_id": item.external_id,
             "queue": item.queue,
-            "verdict": review.verdict,
-            "final_output": review.final_output,
-            "final_label": review.final_label,
-            "reason": review.reason,
-            "comment": review.comment,
-            "reviewer": review.reviewer,
-            "decided_at": clock.iso(review.created_at),
+            "verdict": getattr(review, "verdict", None),
+            "final_output": getattr(review, "final_output", None),
+            "final_label": getattr(review, "final_label", None),
+            "reason": getattr(review, "reason", None),
+            "comment": getattr(review, "comment", None),
+            "reviewer": getattr(review, "reviewer", None),
+            "source": getattr(review, "source", Source.REVIEWER),
+            "after_deadline": bool(getattr(review, "after_deadline", False)),
+            "deadline_at": clock.iso(item.deadline_at) if getattr(item, "deadline_at", None) else None,
+            "decided_at": clock.iso(decided_at) if decided_at else None,
             "sent_for": clock.iso(now),
+            **(extra or {}),
         },
         ensure_ascii=False,
         sort_keys=True,
     )
 
 
-def enqueue(tx: store.Tx, item, review, kind: EventKind, *, now: datetime) -> None:
+def enqueue(tx: store.Tx, item, review, kind: EventKind, *, now: datetime, extra=None) -> None:
     """One delivery per active webhook of the item's queue, in ``tx`` (which holds the
     item's row lock: the item's next notification number is taken here)."""
     hooks = queries.ACTIVE_WEBHOOKS.rows(tx, {"queue": item.queue, "active": True})
     if not hooks:
         return
     sequence = queries.NEXT_WEBHOOK_SEQ.first(tx, {"item_id": item.id}).webhook_seq
-    event_id, text = body(item, review, kind, now, sequence)
+    event_id, text = body(item, review, kind, now, sequence, extra)
     for hook in hooks:
         queries.INSERT_DELIVERY.run(
             tx,

@@ -164,6 +164,11 @@ class QualityReport(BaseModel):
     #: {"total": {reason: n}, "by_model_version": {version: {reason: n}}}
     reject_reasons: dict[str, Any]
     notes: list[str] = Field(default_factory=list)
+    #: Items sent to review that nobody decided before the deadline: the fallback did
+    #: (deadlines.py). They count as unreviewed above.
+    deadline_fallbacks: int = 0
+    #: Their share of the items sent to review.
+    deadline_fallback_share: float | None = None
 
     def suggested_label_thresholds(self) -> dict[str, float]:
         return {
@@ -189,6 +194,8 @@ class Cell:
     confidence_sum: float
     first: datetime | None
     last: datetime | None
+    #: Items the queue's deadline fallback decided (unreviewed, for every estimate).
+    timed_out: int = 0
 
     @property
     def queued(self) -> bool:
@@ -204,12 +211,14 @@ def _cells(queue: str, labels: bool, where: list, engine) -> list[Cell]:
     band = Item.confidence_band
     decided = func.sum(case((Item.status.in_(_DECIDED), 1), else_=0))
     wrong = func.sum(case((Item.status.in_(_WRONG), 1), else_=0))
+    timed_out = func.sum(case((Item.status == Status.TIMED_OUT, 1), else_=0))
     label = Item.predicted_label if labels else None
     keys = [Item.model_version, Item.route, Item.review_chance, band] + ([label] if labels else [])
     stmt = (
         select(
             *keys,
             func.count(),
+            timed_out,
             decided,
             wrong,
             func.sum(Item.confidence),
@@ -228,7 +237,8 @@ def _cells(queue: str, labels: bool, where: list, engine) -> list[Cell]:
             chance=r[2],
             band=int(r[3]),
             label=r[4] if labels else None,
-            items=r[-6],
+            items=r[-7],
+            timed_out=int(r[-6] or 0),
             decided=int(r[-5] or 0),
             wrong=int(r[-4] or 0),
             confidence_sum=float(r[-3] or 0.0),
@@ -546,6 +556,8 @@ def report(
     days = max(1.0, (end - start).total_seconds() / 86_400) if start and end else 1.0
     per_day = total / days
 
+    fallbacks = sum(c.timed_out for c in cells)
+    sent = sum(c.items for c in cells if c.route != Route.AUTO_ACCEPTED)
     est = _Estimator(cells, confidence_level)
     everything = list(range(len(cells)))
     overall = est.error(everything)
@@ -610,6 +622,8 @@ def report(
         by_model_version=_versions(cells, confidence_level),
         reject_reasons=reasons,
         notes=est.notes,
+        deadline_fallbacks=fallbacks,
+        deadline_fallback_share=fallbacks / sent if sent else None,
     )
 
 

@@ -14,7 +14,7 @@ from . import cache, clock, events, store
 from .errors import AlreadyExists, QueueNotFound, ValidationFailed
 from .models import Item, Queue, User
 from .schemas import QUEUE_NAME_PATTERN, QueueOut, QueueSettings
-from .vocab import WAITING, EventKind
+from .vocab import WAITING, DeadlineAction, EventKind
 
 SETTINGS_FIELDS = tuple(QueueSettings.model_fields)
 
@@ -56,6 +56,34 @@ def _check_consistent(queue: Queue) -> None:
         )
 
 
+def _refuse(field: str, message: str):
+    return ValidationFailed(message, [{"loc": [field], "msg": message, "type": "value_error"}])
+
+
+def _check_deadline(tx, queue: Queue) -> None:
+    """A fallback that can be carried out: a reject names one of the queue's reasons, an
+    escalation a queue that exists."""
+    action = DeadlineAction(queue.on_deadline or DeadlineAction.KEEP)
+    if queue.deadline_reason is not None and queue.deadline_reason not in queue.reject_reasons:
+        raise _refuse(
+            "deadline_reason",
+            f"deadline_reason {queue.deadline_reason!r} is not one of the queue's reject reasons: "
+            + ", ".join(queue.reject_reasons),
+        )
+    if action == DeadlineAction.REJECT and queue.deadline_reason is None:
+        raise _refuse(
+            "deadline_reason",
+            "on_deadline=reject needs deadline_reason, one of: " + ", ".join(queue.reject_reasons),
+        )
+    if action == DeadlineAction.ESCALATE:
+        if not queue.escalate_to:
+            raise _refuse("escalate_to", "on_deadline=escalate needs escalate_to, the queue to move items to")
+        if queue.escalate_to == queue.name:
+            raise _refuse("escalate_to", "a queue cannot escalate to itself")
+        if tx.session.get(Queue, queue.escalate_to) is None:
+            raise _refuse("escalate_to", f"no such queue: {queue.escalate_to!r} (create it first)")
+
+
 def _check_reviewers(tx, values: dict[str, Any]) -> None:
     """A queue's reviewers are users that exist (a typo once assigned nobody)."""
     names = values.get("reviewers") or []
@@ -81,6 +109,7 @@ def create(
         _check_reviewers(tx, values)
         queue = Queue(name=name, **values)
         _check_consistent(queue)
+        _check_deadline(tx, queue)
         tx.session.add(queue)
         events.record(tx, EventKind.QUEUE_CREATED, actor, queue=name, after=_snapshot(queue))
     return queue
@@ -88,8 +117,9 @@ def create(
 
 def _values(settings) -> dict[str, Any]:
     values = _settings(settings).model_dump(exclude_none=True)
-    if values.get("retention_days") == 0:
-        values["retention_days"] = None  # kept for good
+    for field in ("retention_days", "deadline_seconds", "warn_seconds"):
+        if values.get(field) == 0:
+            values[field] = None  # kept for good; no deadline; no warning
     return values
 
 
@@ -113,6 +143,7 @@ def update(
         for key, value in values.items():
             setattr(queue, key, value)
         _check_consistent(queue)
+        _check_deadline(tx, queue)
         queue.updated_at = clock.now()
         after = _snapshot(queue)
         if after != before:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
 
 from .vocab import Route, Status
@@ -57,9 +58,17 @@ def route(
     return Status.AUTO_ACCEPTED, Route.AUTO_ACCEPTED
 
 
-def claim_order(priority: int, confidence: float, item_id: str) -> str:
-    """Sort key whose ascending text order is the claim order (see ``models.Item``)."""
-    return f"{1000 - priority:04d}{confidence:.12f}{item_id}"
+def claim_order(priority: int, confidence: float, item_id: str, deadline: datetime | None = None) -> str:
+    """Sort key whose ascending text order is the claim order (see ``models.Item``).
+
+    Within a priority, items with a deadline come first, soonest due first: their key
+    goes on with "/" and the deadline in whole seconds since 1970, and "/" sorts before
+    the digits a confidence starts with (and after the "-" of ``decisions.in_progress``).
+    Their confidence is kept to 6 places so the key fits the column (64 characters)."""
+    if deadline is None:
+        return f"{1000 - priority:04d}{confidence:.12f}{item_id}"
+    due = min(max(int(deadline.timestamp()), 0), 9_999_999_999)
+    return f"{1000 - priority:04d}/{due:010d}{confidence:.6f}{item_id}"
 
 
 def review_chance(how: Route, audit_rate: float) -> float:

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from .vocab import Consensus, Route, Status, Verdict
+from .vocab import Consensus, DeadlineAction, Route, Source, Status, Verdict
 
 QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -122,6 +122,30 @@ class ContextSource(BaseModel):
     url: Text | None = None
 
 
+#: The longest deadline an item or a queue may set: a year.
+MAX_DEADLINE_SECONDS = 366 * 86400
+
+
+class AlertRules(BaseModel):
+    """When the queue's alerts fire (notify.py); a rule left out is not checked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    oldest_waiting_seconds: WholeNumber | None = Field(
+        default=None, ge=1, description="The oldest waiting item is older than this."
+    )
+    due_soon: WholeNumber | None = Field(
+        default=None, ge=1, description="At least this many items are due within warn_seconds."
+    )
+    fallbacks_per_hour: WholeNumber | None = Field(
+        default=None, ge=1, description="At least this many deadline fallbacks in the last hour."
+    )
+    target_error: Probability | None = Field(
+        default=None,
+        description="The quality advisor's upper bound of the auto-accepted error is above this share.",
+    )
+
+
 class ItemIn(BaseModel):
     """One model output submitted for routing (and maybe review)."""
 
@@ -140,6 +164,20 @@ class ItemIn(BaseModel):
     context: list[ContextSource] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     priority: WholeNumber = Field(default=0, ge=-1000, le=1000, description="Higher is reviewed first.")
+    deadline: Moment | None = Field(
+        default=None,
+        description="When a human answer is due (ISO 8601 with a time zone), overriding the queue's "
+        "deadline_seconds. At the deadline the queue's on_deadline fallback applies.",
+    )
+    deadline_seconds: WholeNumber | None = Field(
+        default=None, ge=1, le=MAX_DEADLINE_SECONDS, description="The same, as seconds from arrival."
+    )
+
+    @model_validator(mode="after")
+    def _one_deadline(self):
+        if self.deadline is not None and self.deadline_seconds is not None:
+            raise ValueError("give deadline or deadline_seconds, not both")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +261,31 @@ class QueueSettings(BaseModel):
     retention_days: int | None = Field(
         default=None, ge=0, le=36_500, description="Days after which content is purged (0: kept for good)."
     )
+    deadline_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DEADLINE_SECONDS,
+        description="Seconds an item may wait for a human after it arrives (0: no deadline). Applies to "
+        "items that arrive after it is set.",
+    )
+    on_deadline: DeadlineAction | None = Field(
+        default=None,
+        description="At the deadline: keep (default: the item is just late), accept (the model's output "
+        "stands), reject (with deadline_reason) or escalate (to the queue escalate_to).",
+    )
+    deadline_reason: ShortText | None = Field(
+        default=None, description="The reject reason of a reject fallback: one of reject_reasons."
+    )
+    escalate_to: QueueName | None = Field(
+        default=None, description="The queue an escalate fallback moves to."
+    )
+    warn_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DEADLINE_SECONDS,
+        description="Seconds before the deadline that an item.deadline_near notification goes out (0: none).",
+    )
+    alerts: AlertRules | None = Field(default=None, description="When the queue's alerts fire (notify).")
 
     @field_validator("redaction")
     @classmethod
@@ -257,6 +320,12 @@ class QueueOut(BaseModel):
     reviewers: list[str] = Field(default_factory=list)
     guidelines: str = ""
     show_previous_reviews: bool = False
+    deadline_seconds: int | None = None
+    on_deadline: DeadlineAction = DeadlineAction.KEEP
+    deadline_reason: str | None = None
+    escalate_to: str | None = None
+    warn_seconds: int | None = None
+    alerts: dict[str, Any] = Field(default_factory=dict)
     counts: dict[str, int] = Field(default_factory=dict)
     oldest_pending_at: datetime | None = None
 
@@ -306,6 +375,10 @@ class DecisionOut(BaseModel):
     comment: str | None = None
     reviewer: str
     decided_at: datetime
+    #: Who gave this answer: reviewer(s), or the queue's deadline fallback (reviewer "system").
+    source: Source = Source.REVIEWER
+    #: A reviewer's decision made after the deadline fallback had decided the item.
+    after_deadline: bool = False
 
 
 class ReviewOut(BaseModel):
@@ -326,6 +399,8 @@ class ReviewOut(BaseModel):
     undone_at: datetime | None = None
     #: A lead's decision settling a disagreement.
     adjudication: bool = False
+    #: Made after the item's deadline fallback had decided it.
+    after_deadline: bool = False
 
 
 class ItemOut(BaseModel):
@@ -358,3 +433,9 @@ class ItemOut(BaseModel):
     agreement: float | None = None
     #: Every decision on the item (GET /v1/items/{id}; not in lists).
     reviews: list[ReviewOut] | None = None
+    #: When a human answer is due, and what the deadline did once it passed.
+    deadline_at: datetime | None = None
+    deadline_action: DeadlineAction | None = None
+    #: On a timed-out item: a reviewer's decision made after the fallback (the app acted
+    #: on ``decision``; this is what a person says it should have been).
+    late_decision: DecisionOut | None = None

@@ -75,6 +75,21 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     #: The window in which failed sign-ins are counted, and the longest back-off (users.py).
     signin_window_seconds: int = 300
+    #: The review app's address as people open it: links in alert messages (notify.py).
+    public_url: str = "http://localhost:8501"
+    #: Alerts (notify.py): after a message about a rule of a queue, none about the same
+    #: rule and queue for this long, even if it clears and fires again.
+    alert_cooldown_seconds: int = Field(default=3600, ge=0)
+    #: The daily digest goes out at the first check after this hour (UTC, 0-23).
+    digest_hour: int = Field(default=8, ge=0, le=23)
+    #: E-mail alerts: the SMTP server and how to log in (STARTTLS when smtp_starttls;
+    #: port 465 speaks TLS from the start).
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "reviewqueue@localhost"
+    smtp_starttls: bool = True
 
 
 @lru_cache

@@ -23,6 +23,8 @@ class Status(StrEnum):
     CORRECTED = "corrected"
     REJECTED = "rejected"
     AUTO_ACCEPTED = "auto_accepted"
+    #: Nobody decided before the deadline: the queue's fallback did (deadlines.py).
+    TIMED_OUT = "timed_out"
     ERASED = "erased"
 
     @property
@@ -38,6 +40,30 @@ class Status(StrEnum):
 DECIDED = frozenset({Status.APPROVED, Status.CORRECTED, Status.REJECTED})
 #: Statuses of an item still waiting for a human (counted in the backlog).
 WAITING = frozenset({Status.PENDING, Status.IN_REVIEW, Status.DISPUTED})
+#: Statuses of an item whose answer the app can act on now.
+FINAL = DECIDED | {Status.AUTO_ACCEPTED, Status.TIMED_OUT}
+
+
+class DeadlineAction(StrEnum):
+    """What a queue does with an item nobody decided by its deadline (deadlines.py)."""
+
+    KEEP = "keep"  # nothing: the item is just late
+    ACCEPT = "accept"  # the model's output stands
+    REJECT = "reject"  # rejected with the queue's deadline_reason
+    ESCALATE = "escalate"  # moved to the queue escalate_to, with its history
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return {DeadlineAction.ACCEPT: Verdict.APPROVE, DeadlineAction.REJECT: Verdict.REJECT}.get(self)
+
+
+class Source(StrEnum):
+    """Who gave the answer an app gets for an item."""
+
+    REVIEWER = "reviewer"  # a person (or several, agreed)
+    DEADLINE = "deadline"  # the queue's fallback, at the deadline
+    TIMEOUT = "timeout"  # the client's own fallback: it stopped waiting first (client.py)
+    THRESHOLD = "threshold"  # auto-accepted: confident enough that nobody was asked
 
 
 class Route(StrEnum):
@@ -128,6 +154,9 @@ class EventKind(StrEnum):
     ITEM_ADJUDICATED = "item.adjudicated"
     ITEM_DECIDED = "item.decided"
     ITEM_DECISION_UNDONE = "item.decision_undone"
+    ITEM_DEADLINE_NEAR = "item.deadline_near"
+    ITEM_DEADLINE_PASSED = "item.deadline_passed"
+    ITEM_REVIEWED_AFTER_DEADLINE = "item.reviewed_after_deadline"
     ITEM_ERASED = "item.erased"
     ITEMS_PURGED = "items.purged"
     QUEUE_CREATED = "queue.created"
@@ -143,3 +172,8 @@ class EventKind(StrEnum):
     WEBHOOK_REMOVED = "webhook.removed"
     EXPORT_WRITTEN = "export.written"
     POLICY_UPDATED = "policy.updated"
+    ALERT_RAISED = "alert.raised"
+    ALERT_CLEARED = "alert.cleared"
+    ALERT_SENT = "alert.sent"
+    NOTIFY_ADDED = "notify.added"
+    NOTIFY_REMOVED = "notify.removed"

@@ -78,7 +78,7 @@ def test_jsonl_semantics(engine, decided, tmp_path):
         "correct": 2,
         "reject": 1,
     }
-    assert manifest["sha256"] == export.sha256_of(r.path) and manifest["schema_version"] == 2
+    assert manifest["sha256"] == export.sha256_of(r.path) and manifest["schema_version"] == 3
     # One reviewer per item: the reviews column holds the final decision, agreement 1.
     assert [x["agreement"] for x in rows] == [1.0] * 5
     assert correct["reviews"] == [
@@ -376,13 +376,13 @@ def test_slices_cover_the_period_when_decisions_share_an_instant(engine, decided
     assert all(a < b for a, b in cuts) and all(x[1] == y[0] for x, y in zip(cuts, cuts[1:], strict=False))
 
 
-def test_worker_errors_reach_the_caller():
+def test_worker_errors_reach_the_caller(tmp_path):
     pool = slices.Workers(1)
     try:
         pool.send(
             0,
             {
-                "url": "sqlite:///nowhere/x.db",
+                "url": f"sqlite:///{tmp_path}/x.db",  # never a folder in the working directory
                 "fmt": "jsonl",
                 "queue": "q",
                 "since": "2026-01-01T00:00:00Z",

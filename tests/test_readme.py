@@ -138,3 +138,39 @@ def test_the_python_snippets_work_as_written(engine, capsys):
     assert statuses == ["pending", "rejected"]
     rejected = next(i for i in by_id.values() if i.status == "rejected")
     assert rejected.decision.reason == "unsupported_by_sources" and rejected.decision.reviewer == "maria"
+
+
+def test_waiting_for_a_human_runs_as_written(live_server, engine, make_token, capsys):
+    """The section's queue command, then its Python example against a live API while a
+    reviewer corrects the item: the app refunds what the reviewer said."""
+    import threading
+    import time
+
+    text = section("Waiting for a human: deadlines, fallbacks and alerts")
+    [create] = blocks(text, "bash")
+    done = CliRunner().invoke(cli.app, shlex.split(create.replace("\\\n", " "))[1:])
+    assert done.exit_code == 0, done.output
+    token = make_token("admin")["Authorization"].split()[1]
+    [example] = blocks(text, "python")
+
+    def reviewer():
+        for _ in range(100):
+            held = review.claim_next("refunds", "maria", engine=engine)
+            if held is not None:
+                review.decide(
+                    held.id,
+                    "maria",
+                    {"verdict": "correct", "final_output": "Refund 40.00 EUR"},
+                    engine=engine,
+                )
+                return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=reviewer)
+    thread.start()
+    refunded: list = []
+    scope = {"token": token, "refund": refunded.append}
+    exec(compile(example.replace("http://127.0.0.1:8000", live_server), "README.md", "exec"), scope)  # noqa: S102
+    thread.join()
+    assert refunded == ["Refund 40.00 EUR"]
+    assert capsys.readouterr().out.strip().endswith("correct reviewer")

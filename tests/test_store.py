@@ -93,6 +93,7 @@ def test_json_parameters_keep_their_type(engine, queue):
                     "seconds_spent": None,
                     "edit_distance": None,
                     "adjudication": False,
+                    "after_deadline": False,
                     "now": datetime.now(UTC),
                 },
             )
@@ -155,6 +156,9 @@ def test_every_item_column_is_inserted_by_name():
         "final_review_id",
         "agreement",
         "webhook_seq",  # changes only when a notification about the item is queued
+        "deadline_state",  # these three change only when its deadline comes near or passes
+        "deadline_action",
+        "fallback_reason",
     }
 
 

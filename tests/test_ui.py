@@ -496,3 +496,48 @@ def test_the_admin_page_stays_on_its_tab_after_a_save(seeded):
     assert not at.exception, [e.value for e in at.exception]
     assert at.success[0].value == "User nora added."
     assert at.session_state["rq_admin_tab"] == "Users"
+
+
+def test_a_deadline_shows_its_time_left_and_its_fallback_moves_the_reviewer_on(review_app, seeded):
+    from datetime import timedelta
+
+    from reviewqueue import clock, deadlines
+
+    queues.update("support", {"on_deadline": "accept", "warn_seconds": 30}, engine=seeded)
+
+    def due_item(n):
+        due = clock.iso(clock.now() + timedelta(seconds=20))
+        return ingest.submit(item(n, output=f"due soon {n}", priority=5, deadline=due), engine=seeded).id
+
+    def fallback(item_id):
+        with clock.travelling(lambda: clock.real_now() + timedelta(seconds=25)):
+            assert deadlines.apply(item_id, engine=seeded) == "accept"
+
+    first = due_item(50)
+    at = pick_queue(review_app, "support")
+    assert current_id(at) == first
+    assert any("Due in" in m.value and ":red[" in m.value for m in at.markdown)  # under warn_seconds
+    fallback(first)
+    at.run()
+    assert any("fallback accepted the model's output; here is the next item" in w.value for w in at.warning)
+    assert current_id(at) != first
+    got = items.get(first, engine=seeded)
+    assert got.status == "timed_out" and got.decision.source == "deadline"
+
+    # In the middle of a correction: told, the item and the editor stay, and the
+    # correction is kept as a review made after the deadline.
+    second = due_item(51)
+    button(at, "Skip").click().run()
+    assert current_id(at) == second
+    button(at, "Correct").click().run()
+    fallback(second)
+    at.run()
+    assert any("Finish your correction" in w.value for w in at.warning)
+    assert current_id(at) == second
+    at.text_area(key=f"rq_edit_{second}").input("my late fix")
+    button(at, "Submit correction").click().run()  # the diff first
+    button(at, "Submit correction").click().run()
+    assert any("kept as a review made after the deadline" in i.value for i in at.info)
+    got = items.get(second, engine=seeded)
+    assert got.status == "timed_out" and got.late_decision.final_output == "my late fix"
+    assert got.late_decision.after_deadline

@@ -16,7 +16,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from .. import __version__, cluster, ingest, store
+from .. import __version__, cluster, ingest, store, waiting
 from .. import background as _background
 from ..groupcommit import GroupCommit
 from ..settings import Settings, get_settings
@@ -72,6 +72,8 @@ def create_app(
         # Concurrent writes (ingest, claim, release, decide) share transactions.
         app.state.writes = GroupCommit(app.state.engine)
         app.state.submit_each = partial(ingest.submit_each, engine=app.state.engine)
+        # Apps waiting for verdicts (GET /v1/items/{id}?wait=): one notifier for all.
+        app.state.waiting = waiting.Notifier(app.state.engine).start()
         # Webhook delivery, sealing the audit log, purging content past its retention.
         runner = _background.start(app.state.engine) if background else None
         _freeze_start_up_heap()
@@ -79,6 +81,7 @@ def create_app(
         if runner is not None:
             runner.stop()
         app.state.writes.stop()
+        app.state.waiting.stop()
         app.state.probe_thread.shutdown(wait=False)
         app.state.probe.close()
         if own_engine:

@@ -116,6 +116,23 @@ class _QueueCollector:
             error.add_metric([queue, "estimate", c], estimate)
             error.add_metric([queue, "upper", c], upper)
         yield error
+        fallbacks = CounterMetricFamily(
+            "reviewqueue_deadline_fallbacks",
+            "Deadlines that passed with no human answer, by the queue the item was in and what the "
+            "queue did: accept, reject, escalate or keep (cluster)",
+            labels=["queue", "action", "scope"],
+        )
+        for (queue, action), n in metrics.deadline_fallbacks(engine=self.engine).items():
+            fallbacks.add_metric([queue, action, c], n)
+        yield fallbacks
+        due = GaugeMetricFamily(
+            "reviewqueue_items_due_soon",
+            "Waiting items due within the queue's warn_seconds (300 s if unset) (cluster)",
+            labels=["queue", "scope"],
+        )
+        for queue, n in metrics.due_soon(engine=self.engine).items():
+            due.add_metric([queue, c], n)
+        yield due
         sent = CounterMetricFamily(
             "reviewqueue_webhook_deliveries",
             "Webhook POSTs this process made, by outcome (process)",

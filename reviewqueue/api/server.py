@@ -23,6 +23,7 @@ import time
 
 import uvicorn
 
+from .. import waiting
 from . import lifecycle
 
 log = logging.getLogger("reviewqueue.api")
@@ -49,6 +50,7 @@ class DrainingServer(uvicorn.Server):
 
     def _stop(self) -> None:
         log.warning("drained: no longer listening; finishing the requests in flight")
+        waiting.wake_everyone()  # long polls answer with the item as it is now
         self.should_exit = True
 
 

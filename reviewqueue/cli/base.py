@@ -40,6 +40,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(audit_app, name="audit")
+notify_app = typer.Typer(help="Alerts to Slack-compatible webhooks and e-mail.", no_args_is_help=True)
+notify_add_app = typer.Typer(help="Add where alerts go.", no_args_is_help=True)
+notify_app.add_typer(notify_add_app, name="add")
+app.add_typer(notify_app, name="notify")
 
 
 def _actor() -> str:

@@ -11,6 +11,7 @@ for _name in (
     "users",
     "tokens",
     "webhooks",
+    "notify",
     "exports",
     "quality",
     "audit",

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ValidationFailed
-from ..vocab import DECIDED, Consensus, Status
+from ..vocab import DECIDED, Consensus, DeadlineAction, Status
 from ._lazy import lazy
 from .base import (
     _actor,
@@ -32,6 +32,11 @@ def _queue_settings(options: dict) -> dict:
         "reviews_required",
         "consensus",
         "show_previous_reviews",
+        "deadline_seconds",
+        "on_deadline",
+        "deadline_reason",
+        "escalate_to",
+        "warn_seconds",
     )
     settings: dict = {k: options[k] for k in plain if options[k] is not None}
     if options["any_reviewer"]:
@@ -63,7 +68,20 @@ def _queue_settings(options: dict) -> dict:
             *(options["redact"] or []),
             *({"name": n, "pattern": v} for n, v, _ in _pairs(options["redact_pattern"] or [])),
         ]
+    alerts = {_ALERT_KEYS[k]: options[k] for k in _ALERTS if options.get(k) is not None}
+    if alerts:
+        settings["alerts"] = alerts
     return settings
+
+
+#: Alert rule options (notify.py), by the name the queue's ``alerts`` setting uses.
+_ALERT_KEYS = {
+    "alert_oldest_seconds": "oldest_waiting_seconds",
+    "alert_due_soon": "due_soon",
+    "alert_fallbacks_per_hour": "fallbacks_per_hour",
+    "alert_target_error": "target_error",
+}
+_ALERTS = tuple(_ALERT_KEYS)
 
 
 def _pairs(specs: list[str]):
@@ -130,6 +148,45 @@ Guidelines = Annotated[
 GuidelinesFile = Annotated[
     Path | None, typer.Option("--guidelines-file", help="Read the guidelines from this file.")
 ]
+DeadlineSeconds = Annotated[
+    int | None,
+    typer.Option(
+        "--deadline-seconds", help="Seconds an item may wait for a human after it arrives (0: none)."
+    ),
+]
+OnDeadline = Annotated[
+    DeadlineAction | None,
+    typer.Option("--on-deadline", help="At the deadline: keep (default), accept, reject or escalate."),
+]
+DeadlineReason = Annotated[
+    str | None, typer.Option("--deadline-reason", help="The reject reason of --on-deadline reject.")
+]
+EscalateTo = Annotated[
+    str | None, typer.Option("--escalate-to", help="The queue --on-deadline escalate moves items to.")
+]
+WarnSeconds = Annotated[
+    int | None,
+    typer.Option("--warn-seconds", help="Send item.deadline_near this many seconds before (0: none)."),
+]
+AlertOldest = Annotated[
+    int | None,
+    typer.Option("--alert-oldest-seconds", help="Alert when the oldest waiting item is older than this."),
+]
+AlertDueSoon = Annotated[
+    int | None,
+    typer.Option("--alert-due-soon", help="Alert when this many items are due within --warn-seconds."),
+]
+AlertFallbacks = Annotated[
+    int | None,
+    typer.Option("--alert-fallbacks-per-hour", help="Alert at this many deadline fallbacks in an hour."),
+]
+AlertTargetError = Annotated[
+    float | None,
+    typer.Option(
+        "--alert-target-error",
+        help="Alert when the upper bound of the auto-accepted error is above this share (0.02 = 2%).",
+    ),
+]
 ShowPrevious = Annotated[
     bool | None,
     typer.Option(
@@ -159,6 +216,15 @@ def queue_create(
     guidelines: Guidelines = None,
     guidelines_file: GuidelinesFile = None,
     show_previous_reviews: ShowPrevious = None,
+    deadline_seconds: DeadlineSeconds = None,
+    on_deadline: OnDeadline = None,
+    deadline_reason: DeadlineReason = None,
+    escalate_to: EscalateTo = None,
+    warn_seconds: WarnSeconds = None,
+    alert_oldest_seconds: AlertOldest = None,
+    alert_due_soon: AlertDueSoon = None,
+    alert_fallbacks_per_hour: AlertFallbacks = None,
+    alert_target_error: AlertTargetError = None,
 ) -> None:
     """Create queue NAME."""
     options = dict(locals())
@@ -187,6 +253,15 @@ def queue_update(
     guidelines: Guidelines = None,
     guidelines_file: GuidelinesFile = None,
     show_previous_reviews: ShowPrevious = None,
+    deadline_seconds: DeadlineSeconds = None,
+    on_deadline: OnDeadline = None,
+    deadline_reason: DeadlineReason = None,
+    escalate_to: EscalateTo = None,
+    warn_seconds: WarnSeconds = None,
+    alert_oldest_seconds: AlertOldest = None,
+    alert_due_soon: AlertDueSoon = None,
+    alert_fallbacks_per_hour: AlertFallbacks = None,
+    alert_target_error: AlertTargetError = None,
 ) -> None:
     """Change settings of queue NAME (only the options given)."""
     options = dict(locals())
@@ -201,6 +276,16 @@ def _summary(q) -> str:
         text += f", {q.reviews_required} reviews per item ({q.consensus})"
     if q.reviewers:
         text += f", reviewers {', '.join(q.reviewers)}"
+    if q.deadline_seconds:
+        text += f", deadline {q.deadline_seconds}s then {q.on_deadline}"
+        if q.on_deadline == DeadlineAction.REJECT:
+            text += f" ({q.deadline_reason})"
+        elif q.on_deadline == DeadlineAction.ESCALATE:
+            text += f" to {q.escalate_to}"
+    if q.warn_seconds:
+        text += f", warning {q.warn_seconds}s before"
+    if q.alerts:
+        text += ", alerts " + ", ".join(f"{k}={v}" for k, v in q.alerts.items())
     return text
 
 
@@ -226,8 +311,19 @@ def queue_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
                 q.counts.get(Status.DISPUTED, 0),
                 sum(q.counts.get(s, 0) for s in DECIDED),
                 q.counts.get(Status.AUTO_ACCEPTED, 0),
+                q.counts.get(Status.TIMED_OUT, 0),
             ]
             for q in rows
         ],
-        ["queue", "threshold", "audit", "pending", "in_review", "disputed", "decided", "auto_accepted"],
+        [
+            "queue",
+            "threshold",
+            "audit",
+            "pending",
+            "in_review",
+            "disputed",
+            "decided",
+            "auto_accepted",
+            "timed_out",
+        ],
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 #: 2: ``reviews`` and ``agreement`` added at the end (several reviewers per item); every
 #: other column kept its meaning, the reference being the final decision.
-SCHEMA_VERSION = 2
+#: 3: ``after_deadline`` added at the end: the reference is a reviewer's decision made after
+#: the queue's deadline fallback had answered the app (deadlines.py).
+SCHEMA_VERSION = 3
 FORMATS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "chat-jsonl": "chat.jsonl"}
 COLUMNS = [
     "item_id",
@@ -30,6 +32,7 @@ COLUMNS = [
     "metadata",
     "reviews",
     "agreement",
+    "after_deadline",
 ]
 #: JSON-valued columns: JSON in JSONL; in CSV and Parquet, a JSON-encoded string (text
 #: inputs and outputs stay plain text, objects are encoded).
@@ -51,7 +54,12 @@ DICTIONARY_COLUMNS = [
 def parquet_schema():
     import pyarrow as pa
 
-    types = {"confidence": pa.float64(), "edit_distance": pa.int64(), "agreement": pa.float64()}
+    types = {
+        "confidence": pa.float64(),
+        "edit_distance": pa.int64(),
+        "agreement": pa.float64(),
+        "after_deadline": pa.bool_(),
+    }
     return pa.schema([pa.field(c, types.get(c, pa.string())) for c in COLUMNS])
 
 

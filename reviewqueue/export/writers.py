@@ -14,17 +14,32 @@ from .columns import COLUMNS, DICTIONARY_COLUMNS, JSON_COLUMNS, parquet_schema
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _JSON_AT = frozenset(COLUMNS.index(c) for c in JSON_COLUMNS)
 _KEYS = [f'"{c}": ' for c in COLUMNS]
+#: Boolean columns: SQLite gives 0 or 1, PostgreSQL a bool; written as true or false.
+_BOOL_AT = COLUMNS.index("after_deadline")
 
 
 def _jsonl_line(row: tuple) -> str:
     return (
         "{"
         + ", ".join(
-            k + ("null" if v is None else v if i in _JSON_AT else _ENCODE(v))
+            k
+            + (
+                "null"
+                if v is None
+                else v
+                if i in _JSON_AT
+                else ("true" if v else "false")
+                if i == _BOOL_AT
+                else _ENCODE(v)
+            )
             for i, (k, v) in enumerate(zip(_KEYS, row, strict=True))
         )
         + "}\n"
     )
+
+
+def _csv_row(row: tuple) -> tuple:
+    return row[:_BOOL_AT] + ("true" if row[_BOOL_AT] else "false",) + row[_BOOL_AT + 1 :]
 
 
 # --- writers ----------------------------------------------------------------------
@@ -74,14 +89,17 @@ class Writer:
         if self.fmt == "parquet":
             import pyarrow as pa
 
-            arrays = [pa.array([r[i] for r in rows], type=f.type) for i, f in enumerate(self._schema)]
+            arrays = [
+                pa.array([bool(r[i]) for r in rows] if i == _BOOL_AT else [r[i] for r in rows], type=f.type)
+                for i, f in enumerate(self._schema)
+            ]
             for i in _JSON_AT:
                 arrays[i] = arrow_text(arrays[i])
             self._sink.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
         elif self.fmt == "jsonl":
             self._fh.write("".join(map(_jsonl_line, rows)))
         elif self.fmt == "csv":
-            self._csv.writerows(rows)
+            self._csv.writerows(map(_csv_row, rows))
         else:
             self._fh.write("".join(_chat_line(r) for r in rows))
 

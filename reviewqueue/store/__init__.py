@@ -24,6 +24,7 @@ from .engine import (
     settings_of,
 )
 from .health import Probe
+from .listen import announce_final, can_listen, final_among, listen
 from .migrate import check_exists, current_revision, downgrade, open_database, upgrade
 from .sql import Query, sqlite_time, time_param
 from .stream import ping, settled_before, stream_tuples
@@ -54,6 +55,10 @@ __all__ = [
     "sqlite_time",
     "stream_tuples",
     "time_param",
+    "announce_final",
+    "can_listen",
+    "final_among",
+    "listen",
     "upgrade",
     "write",
 ]

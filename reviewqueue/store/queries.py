@@ -128,16 +128,18 @@ SET_REDACTIONS = Query("set_redactions", """
     UPDATE items SET redactions = :redactions WHERE id = :item_id
 """, json=["redactions"])
 
-#: The reviewers' decisions on an item that still count (not undone, not an adjudication).
+#: The reviewers' decisions on an item that still count (not undone, not an adjudication,
+#: made in its present queue: an escalated item starts afresh).
 ACTIVE_REVIEWS = Query("active_reviews", """
-    SELECT * FROM reviews WHERE item_id = :item_id AND undone_at IS NULL AND adjudication = :no ORDER BY id
+    SELECT * FROM reviews WHERE item_id = :item_id AND undone_at IS NULL AND adjudication = :no
+      AND queue = (SELECT queue FROM items WHERE id = :item_id) ORDER BY id
 """)
 
 INSERT_REVIEW = Query("insert_review", """
     INSERT INTO reviews (item_id, queue, reviewer, verdict, final_output, final_label, reason, comment,
-                         seconds_spent, edit_distance, created_at, adjudication)
+                         seconds_spent, edit_distance, created_at, adjudication, after_deadline)
     VALUES (:item_id, :queue, :reviewer, :verdict, :final_output, :final_label, :reason, :comment,
-            :seconds_spent, :edit_distance, :now, :adjudication)
+            :seconds_spent, :edit_distance, :now, :adjudication, :after_deadline)
     RETURNING *
 """, json=["final_output"])
 
@@ -168,6 +170,80 @@ UNDECIDE = Query("undecide", f"""
     UPDATE items SET status = '{R}', lease_holder = :reviewer, lease_expires_at = :expires, decided_at = NULL,
                      updated_at = :now, reviews_done = :done, final_review_id = NULL, agreement = NULL
     WHERE id = :item_id RETURNING *
+""")
+
+# --- deadlines (deadlines.py) -----------------------------------------------------------
+# Both walk ix_items_due, which holds only waiting items whose deadline has not passed.
+
+_WAITING_SQL = f"status IN ('{P}', '{R}', '{Status.DISPUTED}')"
+
+#: Items whose deadline has come, most overdue first.
+DEADLINES_DUE = Query("deadlines_due", f"""
+    SELECT id FROM items
+    WHERE deadline_at IS NOT NULL AND deadline_state <> 'passed' AND {_WAITING_SQL} AND deadline_at <= :now
+    ORDER BY deadline_at LIMIT :limit
+""")
+
+#: Items of a queue due before :horizon that were not warned yet.
+DEADLINES_NEAR = Query("deadlines_near", f"""
+    SELECT id FROM items
+    WHERE deadline_at IS NOT NULL AND deadline_state <> 'passed' AND {_WAITING_SQL} AND deadline_at <= :horizon
+      AND deadline_state = '' AND queue = :queue
+    ORDER BY deadline_at LIMIT :limit
+""")
+
+#: How many of a queue's waiting items are due before :horizon (the due-soon gauge).
+DEADLINES_SOON = Query("deadlines_soon", f"""
+    SELECT count(*) AS n FROM items
+    WHERE deadline_at IS NOT NULL AND deadline_state <> 'passed' AND {_WAITING_SQL} AND deadline_at <= :horizon
+      AND queue = :queue
+""")
+
+#: The item, locked, with what its queue does at the deadline.
+ITEM_FOR_DEADLINE = Query("item_for_deadline", """
+    SELECT items.*, queues.on_deadline AS q_on_deadline, queues.deadline_reason AS q_deadline_reason,
+           queues.escalate_to AS q_escalate_to, queues.warn_seconds AS q_warn_seconds
+    FROM items JOIN queues ON queues.name = items.queue
+    WHERE items.id = :item_id @for_update_of_items
+""")
+
+MARK_WARNED = Query("mark_warned", """
+    UPDATE items SET deadline_state = 'warned' WHERE id = :item_id
+""")
+
+#: The fallback decided it: final, and its last holder remembered (a late decision of
+#: theirs is kept as evaluation data: decisions.py).
+TIME_OUT = Query("time_out", f"""
+    UPDATE items SET status = '{Status.TIMED_OUT}', deadline_state = 'passed', deadline_action = :action,
+                     fallback_reason = :reason, lease_expires_at = NULL, decided_at = :now, updated_at = :now
+    WHERE id = :item_id RETURNING *
+""")
+
+#: The deadline passed and the item stays where it is (``keep``), late.
+PASSED = Query("passed", """
+    UPDATE items SET deadline_state = 'passed', deadline_action = :action, updated_at = :now
+    WHERE id = :item_id RETURNING *
+""")
+
+#: Moved to another queue at the deadline: waiting afresh there, under that queue's
+#: deadline if it has one.
+ESCALATE = Query("escalate", f"""
+    UPDATE items SET queue = :queue, status = '{P}', lease_holder = NULL, lease_expires_at = NULL,
+                     reviews_done = 0, deadline_at = :deadline_at, deadline_state = '', deadline_action = :action,
+                     claim_order = :claim_order, updated_at = :now
+    WHERE id = :item_id RETURNING *
+""")
+
+#: A reviewer's decision after the fallback: evaluation data from now on (exports read
+#: items by decided_at, so it moves), the fallback's answer still stands.
+LATE_DECIDED = Query("late_decided", """
+    UPDATE items SET lease_holder = NULL, decided_at = :now, updated_at = :now, final_review_id = :review_id,
+                     reviews_done = reviews_done + 1, agreement = 1.0
+    WHERE id = :item_id RETURNING *
+""")
+
+EXTERNAL_ID_TAKEN = Query("external_id_taken", """
+    SELECT id FROM items WHERE queue = :queue AND external_id = :external_id
 """)
 
 # --- the audit log and the outbox ----------------------------------------------------
@@ -324,10 +400,10 @@ _LOCK_KEY = Query("lock_key", {
 INSERT_ITEMS = Query("insert_items", """
     INSERT INTO items (id, queue, external_id, input, output, confidence, predicted_label, model, model_version,
                        context, metadata, priority, status, route, claim_order, review_chance, confidence_band,
-                       redactions, created_at, updated_at)
+                       redactions, deadline_at, created_at, updated_at)
     VALUES (:id, :queue, :external_id, :input, :output, :confidence, :predicted_label, :model, :model_version,
             :context, :metadata, :priority, :status, :route, :claim_order, :review_chance, :confidence_band,
-            :redactions, :created_at, :updated_at)
+            :redactions, :deadline_at, :created_at, :updated_at)
     ON CONFLICT (queue, external_id) DO NOTHING
 """, encoded_json=["input", "output", "context", "metadata", "redactions"])
 
@@ -364,7 +440,7 @@ def lock_key(tx: Tx, key: str) -> None:
 
 
 #: A new item as :func:`insert_items` takes it: every column but the two timestamps.
-ItemRow = namedtuple("ItemRow", INSERT_ITEMS.params[:-2])
+ItemRow = namedtuple("ItemRow", INSERT_ITEMS.params[:-2], defaults=(None,))
 assert INSERT_ITEMS.params[-2:] == ("created_at", "updated_at")
 _INSERT_CHUNK = 5000
 

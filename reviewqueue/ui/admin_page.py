@@ -11,7 +11,7 @@ from reviewqueue import clock, policies, queues, redaction, tokens, users, webho
 from reviewqueue.errors import ReviewQueueError
 from reviewqueue.ui import session
 from reviewqueue.ui.common import engine, plain
-from reviewqueue.vocab import Consensus, Role, Scope, Status
+from reviewqueue.vocab import Consensus, DeadlineAction, Role, Scope, Status
 
 _FLASH = "rq_admin_flash"
 
@@ -82,8 +82,12 @@ def _queues() -> None:
                     if q.reviews_required > 1
                     else "1",
                     "reviewers": ", ".join(q.reviewers) or "everyone",
+                    "deadline": f"{q.deadline_seconds} s, then {q.on_deadline}"
+                    if q.deadline_seconds
+                    else "none",
                     "pending": q.counts.get(Status.PENDING, 0),
                     "disputed": q.counts.get(Status.DISPUTED, 0),
+                    "timed out": q.counts.get(Status.TIMED_OUT, 0),
                 }
                 for q in overview
             ]
@@ -152,6 +156,42 @@ def _queues() -> None:
             [u.name for u in users.all_users(engine=eng) if u.active],
             default=current.reviewers if current else [],
         )
+        st.text("Deadlines (for items that arrive after saving; an item may carry its own)")
+        d1, d2, d3, d4 = st.columns(4)
+        deadline = d1.number_input(
+            "Deadline, seconds after arrival (0: none)",
+            0,
+            366 * 86400,
+            (current.deadline_seconds or 0) if current else 0,
+        )
+        actions = list(DeadlineAction)
+        on_deadline = d2.selectbox(
+            "At the deadline",
+            actions,
+            index=actions.index(DeadlineAction(current.on_deadline)) if current else 0,
+            help="keep: the item waits on, late; accept: the model's output stands; reject: rejected with "
+            "the reason on the right; escalate: moved to the queue on the right.",
+        )
+        reason_choices = ["(none)", *(current.reject_reasons if current else [])]
+        deadline_reason = d3.selectbox(
+            "Reject reason (reject)",
+            reason_choices,
+            index=reason_choices.index(current.deadline_reason)
+            if current and current.deadline_reason in reason_choices
+            else 0,
+        )
+        others = ["(none)", *[q.name for q in overview if q.name != target]]
+        escalate_to = d4.selectbox(
+            "Escalate to (escalate)",
+            others,
+            index=others.index(current.escalate_to) if current and current.escalate_to in others else 0,
+        )
+        warn = d1.number_input(
+            "Warn this many seconds before (0: no warning)",
+            0,
+            366 * 86400,
+            (current.warn_seconds or 0) if current else 0,
+        )
         guidelines = st.text_area(
             "Guidelines for reviewers (markdown, shown on the Review page)",
             (current.guidelines or "") if current else "",
@@ -185,6 +225,11 @@ def _queues() -> None:
             "show_previous_reviews": previous,
             "reviewers": assigned,
             "guidelines": guidelines,
+            "deadline_seconds": int(deadline),
+            "on_deadline": on_deadline,
+            "warn_seconds": int(warn),
+            **({"deadline_reason": deadline_reason} if deadline_reason != "(none)" else {}),
+            **({"escalate_to": escalate_to} if escalate_to != "(none)" else {}),
         }
         queue_name = current.name if current else name.strip()
         _try(lambda: queues.upsert(queue_name, settings, actor=me, engine=eng), f"Queue {queue_name} saved.")

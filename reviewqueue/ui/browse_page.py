@@ -123,10 +123,8 @@ def _detail(item_id: str) -> None:
         show(it.output, height=240)
         if it.decision:
             d = it.decision
-            st.text(
-                f"Decision: {d.verdict} by {d.reviewer}"
-                + (f" · reason {plain(d.reason)}" if d.reason else "")
-            )
+            by = "the deadline fallback (no reviewer in time)" if d.source == "deadline" else d.reviewer
+            st.text(f"Decision: {d.verdict} by {by}" + (f" · reason {plain(d.reason)}" if d.reason else ""))
             if d.verdict == Verdict.CORRECT:
                 st.text("Corrected output" + (f" · label {plain(d.final_label)}" if d.final_label else ""))
                 show(d.final_output, height=160)
@@ -135,6 +133,16 @@ def _detail(item_id: str) -> None:
                 show(d.comment)
         else:
             st.text("Not decided yet")
+        if it.deadline_at:
+            st.text(
+                f"Deadline {it.deadline_at:%Y-%m-%d %H:%M:%S} UTC"
+                + (f" · {it.deadline_action}" if it.deadline_action else "")
+            )
+        if it.late_decision:
+            late = it.late_decision
+            st.text(f"Decided after the deadline: {late.verdict} by {late.reviewer}")
+            if late.verdict == Verdict.CORRECT:
+                show(late.final_output, height=160)
     if it.metadata:
         st.text("Metadata")
         show(it.metadata)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from reviewqueue import metrics, queues
+from reviewqueue import clock, metrics, queues
 from reviewqueue.ui.common import engine
 
 
@@ -28,6 +30,7 @@ def render() -> None:
         st.text("No decisions yet.")
     else:
         st.bar_chart(per_day.pivot_table(index="day", columns="verdict", values="decisions", fill_value=0))
+    _deadlines(eng)
     st.subheader("Median time from ingest to decision (last 30 days)")
     ttd = metrics.median_time_to_decision(engine=eng)
     if not ttd:
@@ -37,6 +40,33 @@ def render() -> None:
             pd.DataFrame([{"queue": q, "median minutes": round(s / 60, 1)} for q, s in ttd.items()]),
             hide_index=True,
         )
+
+
+def _deadlines(eng) -> None:
+    """Deadlines that passed with no reviewer (the fallback answered, not a person), and
+    what is due soon: shown only once a queue uses deadlines."""
+    week = metrics.deadline_fallbacks(since=clock.now() - timedelta(days=7), engine=eng)
+    soon = {q: n for q, n in metrics.due_soon(engine=eng).items() if n}
+    if not week and not soon:
+        return
+    st.subheader("Deadlines (last 7 days)")
+    names = sorted({q for q, _ in week} | set(soon))
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "queue": q,
+                    "due soon": soon.get(q, 0),
+                    **{
+                        f"fallback: {a}": week.get((q, a), 0)
+                        for a in ("accept", "reject", "escalate", "keep")
+                    },
+                }
+                for q in names
+            ]
+        ),
+        hide_index=True,
+    )
 
 
 def _backlog_chart(backlog: pd.DataFrame) -> alt.Chart:

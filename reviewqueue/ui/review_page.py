@@ -24,8 +24,15 @@ import time
 
 import streamlit as st
 
-from reviewqueue import cache, claims, decisions, invisible, items, metrics, queues, store
-from reviewqueue.errors import Conflict, LeaseLost, NotAssigned, ReviewQueueError, ValidationFailed
+from reviewqueue import cache, claims, clock, decisions, invisible, items, metrics, queues, store
+from reviewqueue.errors import (
+    Conflict,
+    DeadlinePassed,
+    LeaseLost,
+    NotAssigned,
+    ReviewQueueError,
+    ValidationFailed,
+)
 from reviewqueue.schemas import ItemOut
 from reviewqueue.textdiff import diff_lines
 from reviewqueue.ui import session
@@ -234,6 +241,11 @@ def _decide(q, decision: dict) -> None:
     }
     try:
         rv = decisions.decide(item["id"], session.name(), decision, engine=engine())
+    except DeadlinePassed as exc:
+        ss.rq_late_item = None
+        _fallback_took(item, exc.action)
+        _claim(q)
+        return
     except LeaseLost as exc:
         draft = ss.rq_drafts.get(item["id"], {}).get("edit")
         ss.rq_lost_draft = draft if draft not in (None, as_text(item["output"])) else None
@@ -247,6 +259,12 @@ def _decide(q, decision: dict) -> None:
     except ReviewQueueError as exc:
         _notice("error", str(exc))
         return
+    if rv.after_deadline:
+        _notice(
+            "info",
+            "The deadline had passed and the queue's fallback had answered the app; your decision is kept "
+            "as a review made after the deadline (evaluation data, and the app is told).",
+        )
     ss.rq_done += 1
     ss.rq_drafts.pop(item["id"], None)
     ss.rq_last_review = {
@@ -458,6 +476,8 @@ def _show_item(q, item: dict) -> None:
         f"confidence {item['confidence']:.3f}  ·  {ROUTE_TEXT.get(item['route'], item['route'])}  ·  "
         f"waiting {age(item['created_at'])}"
     )
+    if item.get("deadline_at"):
+        _deadline(q, item)
     with st.empty():  # a slot, whether or not this item needs the warning
         warn_hidden(
             item["input"],
@@ -596,6 +616,69 @@ def _numbered(choices: list[str], action: str, picked: str | None) -> None:
         )
 
 
+#: While the item on screen has a deadline: how often its time left is redrawn and the
+#: item looked at (one read by key), so a reviewer is told as soon as the fallback decided it.
+DEADLINE_TICK_SECONDS = 2
+#: Without warn_seconds, the time left turns red this long before the deadline.
+DEADLINE_RED_SECONDS = 60
+
+
+def _fallback_took(item: dict, action: str | None) -> bool:
+    """The item's deadline fallback decided it: say so and move on; but a reviewer in the
+    middle of a correction keeps the item and their text (the editor's text reaches the
+    server only with a decision): what they decide now is kept as a review made after
+    the deadline. Whether the page must be drawn again."""
+    ss = _state()
+    if ss.get("rq_late_item") == item["id"]:
+        return False  # told already
+    what = {
+        "accept": "accepted the model's output",
+        "reject": "rejected it",
+        "escalate": "moved it to another queue",
+    }.get(action or "", "took it")
+    if ss.get("rq_editing") and action != "escalate":
+        ss.rq_late_item = item["id"]
+        _notice(
+            "warning",
+            f"The deadline passed and the queue's fallback {what}. Finish your correction: it is kept as a "
+            "review made after the deadline (the app is told). Or Skip it (Esc, then S) for the next item.",
+        )
+        return True
+    _notice("warning", f"The deadline passed and the queue's fallback {what}; here is the next item.")
+    _hold(None)
+    return True
+
+
+@st.fragment(run_every=DEADLINE_TICK_SECONDS)
+def _deadline(q, item: dict) -> None:
+    """The time left, red under the queue's warn_seconds; and, once the deadline's
+    fallback took the item, a notice and the next item."""
+    ss = _state()
+    now = clock.now()
+    left = (item["deadline_at"] - now).total_seconds()
+    if left <= 0 or ss.get("rq_deadline_checked", 0) < time.monotonic() - DEADLINE_TICK_SECONDS / 2:
+        ss.rq_deadline_checked = time.monotonic()
+        state = items.holder_of(item["id"], engine=engine())
+        if state is not None and (
+            state.status not in WAITING
+            or state.queue != item["queue"]
+            or state.lease_holder != session.name()
+        ):
+            if (
+                ss.get("rq_item")
+                and ss.rq_item["id"] == item["id"]
+                and _fallback_took(item, state.deadline_action)
+            ):
+                st.rerun(scope="app")
+            return
+    warn = q.warn_seconds or DEADLINE_RED_SECONDS
+    text = f"Due in {clock.duration(left)}" if left > 0 else f"Deadline passed {clock.duration(-left)} ago"
+    if left <= warn:
+        st.markdown(f":red[**{text}**] (then: {q.on_deadline})")  # our own words only
+    else:
+        st.text(f"{text} (then: {q.on_deadline})")
+
+
 @st.fragment(run_every=HEARTBEAT_SECONDS)
 def _heartbeat() -> None:
     """While the page is open: renew the lease, or give the item back when the reviewer
@@ -614,6 +697,9 @@ def _heartbeat() -> None:
             ss.rq_paused = True
             st.rerun()
         claims.renew(item["id"], session.name(), lease_seconds=_ui_lease(q), engine=engine())
+    except DeadlinePassed as exc:
+        if _fallback_took(item, exc.action):
+            st.rerun()
     except (LeaseLost, Conflict) as exc:
         draft = ss.rq_drafts.get(item["id"], {}).get("edit")
         ss.rq_lost_draft = draft if draft not in (None, as_text(item["output"])) else None

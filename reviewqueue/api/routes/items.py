@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ... import ingest, items, retention
+from ... import ingest, items, retention, store, waiting
 from ...items import ItemFilter
 from ...schemas import QUEUE_NAME_PATTERN, ItemIn, ItemOut, Moment, SubmitResult
-from ...vocab import Role, Scope, Status
+from ...vocab import FINAL, Role, Scope, Status
 from ..deps import Caller, Engine, ItemId, writes_of
 from ..errors import V1_ERRORS
 
@@ -57,14 +59,46 @@ def post_batch(body: BatchIn, who: Caller, engine: Engine):
     return JSONResponse({"results": [r.as_dict() for r in results]})
 
 
-@router.get("/{item_id}", response_model=ItemOut)
-def get_item(item_id: ItemId, who: Caller, engine: Engine):
-    who.require(Scope.READ)
+def _read(item_id: str, who, engine) -> ItemOut:
     # A reviewer's own token sees a blind queue's item as the review page shows it.
     reviewing_as = who.user if who.user and not (who.role and Role(who.role).at_least(Role.LEAD)) else None
     item = items.get(item_id, reviewer=reviewing_as, engine=engine)
     who.require_queue(item.queue)
     return item
+
+
+@router.get("/{item_id}", response_model=ItemOut)
+async def get_item(
+    item_id: ItemId,
+    who: Caller,
+    engine: Engine,
+    request: Request,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=waiting.MAX_WAIT_SECONDS,
+            allow_inf_nan=False,
+            description="Seconds to wait for the item to be final (decided, auto-accepted or decided by "
+            "its deadline fallback), at most 60: answered as soon as it is, or at the end of the wait "
+            "with its state then.",
+        ),
+    ] = 0,
+):
+    who.require(Scope.READ)
+    if not wait:
+        return await run_in_threadpool(_read, item_id, who, engine)
+    # Waiting holds no database connection and no thread: a future the process's one
+    # notifier sets (waiting.py).
+    with request.app.state.waiting.waiter(item_id) as told:
+        item = await run_in_threadpool(_read, item_id, who, engine)
+        if item.status in FINAL:
+            return item
+        await waiting.until(told, wait)
+    # The request's deadline for a database connection counted from its arrival; the
+    # read after waiting gets one of its own (else every woken waiter would be "busy").
+    store.request_deadline.set(time.monotonic() + store.settings_of(engine).db_pool_timeout)
+    return await run_in_threadpool(_read, item_id, who, engine)
 
 
 class Erased(BaseModel):
