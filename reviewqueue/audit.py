@@ -93,10 +93,15 @@ def _link(mac_key: bytes, chain: str, event) -> str:
     return hmac.new(mac_key, chain.encode() + canonical(event), hashlib.sha256).hexdigest()
 
 
-def _mac_key(engine) -> bytes:
-    return hashlib.sha256(
-        b"reviewqueue-audit:" + base64.urlsafe_b64decode(keys.key(store.settings_of(engine)))
-    ).digest()
+def _mac_key(engine, key: bytes | None = None) -> bytes:
+    key = key or keys.key(store.settings_of(engine))
+    return hashlib.sha256(b"reviewqueue-audit:" + base64.urlsafe_b64decode(key)).digest()
+
+
+def _keyring(engine) -> dict[str, bytes]:
+    """The server key and the keys retired by rotations, by fingerprint."""
+    settings = store.settings_of(engine)
+    return {cluster.fingerprint(k): k for k in (*keys.retired(settings), keys.key(settings))}
 
 
 def _seal_mac(mac_key: bytes, number: int, upto, events: int, chain: str, previous_chain: str) -> str:
@@ -318,6 +323,7 @@ def seal(*, engine=None) -> AuditSeal | None:
             last_at=last_at,
             mac=_seal_mac(mac_key, number, upto, count, chain, previous_chain),
             sealed_at=clock.now(),
+            key_fingerprint=cluster.fingerprint(keys.key(settings)),
         )
         tx.session.add(new)
     _anchor(engine, database, new)
@@ -349,7 +355,8 @@ def verify(*, engine=None) -> Verification:
     not), events outside every range, or events left unsealed too long."""
     engine = engine or store.get_engine()
     settings = store.settings_of(engine)
-    mac_key, event_key = _mac_key(engine), event_log.mac_key(settings)
+    current = keys.key(settings)
+    ring = _keyring(engine)
     seals = _seals(engine)
     chain, since_at, since_key, total = GENESIS, _EPOCH, _key_start(engine), 0
 
@@ -363,6 +370,16 @@ def verify(*, engine=None) -> Verification:
             )
         previous_chain = chain
         count = 0
+        # Each seal with the key it was made with: a rotation retires keys (rotation.py).
+        block_key = ring.get(block.key_fingerprint) if block.key_fingerprint else current
+        if block_key is None:
+            return failed(
+                f"seal {n} was made with the server key of fingerprint {block.key_fingerprint}, which this host "
+                "does not have: add that retired key to REVIEWQUEUE_SECRET_KEYS_RETIRED (docs/deployment.md, "
+                "Rotating the key)"
+            )
+        mac_key = _mac_key(engine, block_key)
+        event_key = event_log.event_key_of(block_key)
         if block.upto is None:  # sealed by time, before revision 0010
             until = clock.parse(block.until_at)
             rows = _legacy(engine, since_at, until)
@@ -399,6 +416,7 @@ def verify(*, engine=None) -> Verification:
     problem = _check_anchors(engine, cluster.database_id(engine=engine), seals)
     if problem:
         return failed(problem)
+    event_key = event_log.mac_key(settings)  # what is not sealed yet: the current key
     unsealed, oldest = 0, None
     for event in _by_key(engine, since_key, _KEY_END):
         if not _event_ok(event_key, event):

@@ -57,6 +57,11 @@ def mac_key(settings) -> bytes:
     return _event_key(keys.key(settings))
 
 
+def event_key_of(key: bytes) -> bytes:
+    """The events' MAC key derived from a server key (a retired one, for older seals)."""
+    return _event_key(key)
+
+
 def record(
     tx: store.Tx,
     kind: EventKind,

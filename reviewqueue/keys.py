@@ -16,7 +16,7 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from .errors import BadSetting
 from .settings import Settings
@@ -54,6 +54,16 @@ def key(settings: Settings) -> bytes:
     return _key(settings.secret_key, settings.secret_key_file)
 
 
+def retired(settings: Settings) -> list[bytes]:
+    """Keys retired by a rotation (rotation.py), newest last: from
+    ``REVIEWQUEUE_SECRET_KEYS_RETIRED`` (comma-separated) and the file beside the key file."""
+    found = [k.strip() for k in (settings.secret_keys_retired or "").split(",") if k.strip()]
+    beside = Path(settings.secret_key_file + ".retired")
+    if beside.exists():
+        found += [line.strip() for line in beside.read_text().splitlines() if line.strip()]
+    return [_key(k, "") for k in dict.fromkeys(found)]
+
+
 def seal(text: str, settings: Settings) -> str:
     """``text`` encrypted (and authenticated) with the server key, as stored text."""
     return PREFIX + Fernet(key(settings)).encrypt(text.encode()).decode()
@@ -64,7 +74,11 @@ def unseal(stored: str, settings: Settings) -> str:
     if not stored.startswith(PREFIX):
         return stored
     try:
-        return Fernet(key(settings)).decrypt(stored[len(PREFIX) :].encode()).decode()
+        return (
+            MultiFernet([Fernet(k) for k in (key(settings), *retired(settings))])
+            .decrypt(stored[len(PREFIX) :].encode())
+            .decode()
+        )
     except InvalidToken:
         raise ValueError(
             "a stored secret does not decrypt with this server's key (REVIEWQUEUE_SECRET_KEY)"

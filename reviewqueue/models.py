@@ -398,6 +398,10 @@ class AuditSeal(SQLModel, table=True):
     last_at: datetime | None = Field(default=None)
     mac: str | None = Field(default=None, max_length=64)
     sealed_at: datetime = Field(default_factory=clock.now)
+    #: The fingerprint of the server key it was made with (cluster.fingerprint): after a
+    #: key rotation, older seals verify with a retired key (rotation.py). None: made
+    #: before revision 0014, with the key the database knew then.
+    key_fingerprint: str | None = Field(default=None, max_length=32)
 
 
 class UiSession(SQLModel, table=True):

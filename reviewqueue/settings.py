@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     #: created on first use.
     secret_key: str | None = None
     secret_key_file: str = "data/secret.key"
+    #: Keys retired by ``reviewqueue key rotate``, comma-separated: kept only to verify
+    #: the audit seals made with them (also read from ``<secret_key_file>.retired``).
+    secret_keys_retired: str | None = None
     #: Where this host appends the head of every audit seal it makes, outside the
     #: database (audit.py); default: beside a SQLite file, else data/audit-anchor.log.
     audit_anchor_file: str | None = None

@@ -177,3 +177,4 @@ class EventKind(StrEnum):
     ALERT_SENT = "alert.sent"
     NOTIFY_ADDED = "notify.added"
     NOTIFY_REMOVED = "notify.removed"
+    KEY_ROTATED = "key.rotated"

@@ -44,6 +44,8 @@ notify_app = typer.Typer(help="Alerts to Slack-compatible webhooks and e-mail.",
 notify_add_app = typer.Typer(help="Add where alerts go.", no_args_is_help=True)
 notify_app.add_typer(notify_add_app, name="add")
 app.add_typer(notify_app, name="notify")
+key_app = typer.Typer(help="The server key: rotate it.", no_args_is_help=True)
+app.add_typer(key_app, name="key")
 
 
 def _actor() -> str:

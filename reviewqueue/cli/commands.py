@@ -15,5 +15,6 @@ for _name in (
     "exports",
     "quality",
     "audit",
+    "key",
 ):
     importlib.import_module(f"{__package__}.{_name}")

@@ -1,4 +1,5 @@
-"""deadlines with a declared fallback, late reviews, alert rules and where alerts go
+"""deadlines with a declared fallback, late reviews, alert rules and where alerts go; the key
+each audit seal was made with
 
 Revision ID: 0014
 Revises: 0013
@@ -56,6 +57,8 @@ def upgrade() -> None:
         sa.Column('last_sent_at', sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('queue', 'rule'),
     )
+    with op.batch_alter_table('audit_seals') as batch:
+        batch.add_column(sa.Column('key_fingerprint', sa.String(length=32), nullable=True))
     op.create_index('ix_events_kind_at', 'events', ['kind', 'at'], unique=False)
     op.create_index(
         'ix_items_due', 'items', ['deadline_at'], unique=False,
@@ -67,6 +70,8 @@ def downgrade() -> None:
     op.drop_index('ix_items_due', 'items')
     op.drop_index('ix_events_kind_at', 'events')
     op.drop_table('alert_states')
+    with op.batch_alter_table('audit_seals') as batch:
+        batch.drop_column('key_fingerprint')
     op.drop_table('notify_channels')
     with op.batch_alter_table('reviews') as batch:
         batch.drop_column('after_deadline')
