@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from . import claims, clock, consensus, events, outbox, redaction, store, textdiff
+from . import claims, clock, consensus, events, outbox, redaction, store, structured, textdiff
 from .errors import Conflict, ItemNotFound, PermissionDenied, ValidationFailed, invalid
 from .items import get_in, to_out
 from .schemas import DecisionIn, ItemOut, ReviewOut
@@ -33,6 +33,8 @@ class Rules(NamedTuple):
 
     labels: list[str]
     reject_reasons: list[str]
+    #: Structured outputs: the JSON Schema a correction must validate against.
+    output_schema: dict | None = None
 
 
 def _decision(value: DecisionIn | dict[str, Any]) -> DecisionIn:
@@ -81,6 +83,15 @@ def check(rules: Rules, item, d: DecisionIn) -> tuple[Any, str | None]:
             raise invalid("final_output", f"a correction must change {changed}; this one changes nothing")
         if isinstance(final_output, str) and not final_output.strip():
             raise invalid("final_output", "the corrected output is empty; an unusable output is a rejection")
+        check = structured.validator(rules.output_schema)
+        if check is not None:
+            if isinstance(final_output, str):
+                raise invalid(
+                    "final_output", "this queue takes structured outputs: correct the JSON, not text"
+                )
+            problems = structured.errors(check, final_output, ["final_output"])
+            if problems:
+                raise ValidationFailed.of(problems)
         return final_output, final_label
     if not d.reason:
         raise invalid("reason", f"a rejection needs a reason, one of: {', '.join(rules.reject_reasons)}")
@@ -156,7 +167,15 @@ def _insert_review(
 ) -> ReviewOut:
     """Check ``d`` against the queue's rules and store it as a review row. What the
     reviewer wrote (a correction, a comment) is redacted as the model's text was."""
-    final_output, final_label = check(Rules(item.q_labels or [], item.q_reject_reasons or []), item, d)
+    rules = Rules(item.q_labels or [], item.q_reject_reasons or [], getattr(item, "q_output_schema", None))
+    final_output, final_label = check(rules, item, d)
+    changed_fields = (
+        structured.changed(item.output, final_output)
+        if d.verdict == Verdict.CORRECT
+        and not isinstance(item.output, str)
+        and not isinstance(final_output, str)
+        else None
+    )
     comment = d.comment
     redactor = redaction.redactor(item.q_redaction or [])
     if redactor is not None:
@@ -184,6 +203,7 @@ def _insert_review(
             "edit_distance": textdiff.decision_distance(d.verdict, item.output, final_output),
             "adjudication": adjudication,
             "after_deadline": after_deadline,
+            "changed_fields": changed_fields,
         },
     )
     return ReviewOut(**row._asdict())

@@ -30,14 +30,14 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 from sqlalchemy import select, text, tuple_
 
-from . import clock, events, redaction, store
+from . import clock, events, redaction, store, structured
 from .errors import PayloadTooLarge, QueueNotFound, ReviewQueueError, ValidationFailed
 from .ids import uuid7_many
 from .models import Item, Queue
 from .routing import claim_order, confidence_band, review_chance, route
 from .schemas import ItemIn, SubmitResult, unstorable
 from .store.queries import ItemRow, insert_items
-from .vocab import EventKind, Status
+from .vocab import EventKind, Route, Status
 
 _ANALYZE_AFTER = 10_000
 
@@ -169,7 +169,14 @@ def _queue_settings(tx: store.Tx, items: list[ItemIn], single: bool) -> dict[str
         row.name: row
         for row in tx.execute(
             select(
-                q.name, q.threshold, q.label_thresholds, q.audit_rate, q.redaction, q.deadline_seconds
+                q.name,
+                q.threshold,
+                q.label_thresholds,
+                q.audit_rate,
+                q.redaction,
+                q.deadline_seconds,
+                q.output_schema,
+                q.field_thresholds,
             ).where(q.name.in_(sorted(wanted)))
         )
     }
@@ -189,6 +196,8 @@ def _queue_settings(tx: store.Tx, items: list[ItemIn], single: bool) -> dict[str
             q.audit_rate,
             redaction.redactor(q.redaction or []),
             q.deadline_seconds,
+            structured.validator(q.output_schema),
+            q.field_thresholds or {},
         )
         for q in queues.values()
     }
@@ -228,7 +237,33 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
                 results.append(None)
                 continue
             first_of[key] = index
-        threshold, label_thresholds, audit_rate, redactor, queue_deadline = settings[item.queue]
+        threshold, label_thresholds, audit_rate, redactor, queue_deadline, schema, field_thresholds = (
+            settings[item.queue]
+        )
+        confidence, flags = item.confidence, None
+        if schema is not None or item.field_confidence:
+            where = [] if single else ["items", index]
+            problems = []
+            if schema is not None:
+                if isinstance(item.output, str):
+                    problems.append(
+                        {
+                            "loc": [*where, "output"],
+                            "msg": "this queue takes structured outputs: a JSON object or array, not text",
+                            "type": "schema",
+                        }
+                    )
+                else:
+                    problems += structured.errors(schema, item.output, [*where, "output"])
+            if item.field_confidence:
+                problems += structured.field_problems(
+                    item.output, item.field_confidence, [*where, "field_confidence"]
+                )
+                flags = structured.flagged(item.field_confidence, field_thresholds, threshold)
+                if confidence is None:
+                    confidence = min(item.field_confidence.values())
+            if problems:
+                raise ValidationFailed.of(problems)
         content = (
             item.input,
             item.output,
@@ -295,15 +330,18 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
                 _dumps([item.input, item.output, item.model, item.model_version]).encode()
             ).hexdigest()
         )
-        status, how = route(
-            queue=item.queue,
-            threshold=threshold,
-            label_thresholds=label_thresholds,
-            audit_rate=audit_rate,
-            confidence=item.confidence,
-            predicted_label=item.predicted_label,
-            key=audit_key,
-        )
+        if flags:
+            status, how = Status.PENDING, Route.FIELD_THRESHOLD
+        else:
+            status, how = route(
+                queue=item.queue,
+                threshold=threshold,
+                label_thresholds=label_thresholds,
+                audit_rate=audit_rate,
+                confidence=confidence,
+                predicted_label=item.predicted_label,
+                key=audit_key,
+            )
         item_id = next(ids)
         if status == Status.PENDING and (item.deadline or item.deadline_seconds or queue_deadline):
             # The item's own deadline over the queue's; an auto-accepted item has none.
@@ -315,7 +353,7 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
                 external_id=item.external_id,
                 input=inp,
                 output=out,
-                confidence=float(item.confidence),
+                confidence=float(confidence),
                 predicted_label=item.predicted_label,
                 model=item.model,
                 model_version=item.model_version,
@@ -324,10 +362,12 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
                 priority=item.priority,
                 status=status,
                 route=how,
-                claim_order=claim_order(item.priority, item.confidence, item_id),
+                claim_order=claim_order(item.priority, confidence, item_id),
                 review_chance=review_chance(how, audit_rate),
-                confidence_band=confidence_band(item.confidence),
+                confidence_band=confidence_band(confidence),
                 redactions=_encode(dict(removed)) if removed else None,
+                field_confidence=_encode(item.field_confidence) if item.field_confidence else None,
+                flagged_fields=_encode(flags) if item.field_confidence else None,
             )
         )
         results.append(SubmitResult(item_id, item.queue, status, how))

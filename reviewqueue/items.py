@@ -65,6 +65,8 @@ def to_out(item, review=None, reviews=None) -> ItemOut:
         deadline_at=item.deadline_at,
         deadline_action=item.deadline_action,
         late_decision=late,
+        field_confidence=item.field_confidence,
+        flagged_fields=item.flagged_fields,
     )
 
 

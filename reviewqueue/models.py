@@ -80,6 +80,10 @@ class Queue(SQLModel, table=True):
     #: Alert rules (notify.py): ``{"oldest_waiting_seconds": 3600, "due_soon": 10,
     #: "fallbacks_per_hour": 5, "target_error": 0.02}``; absent keys are not checked.
     alerts: dict[str, Any] = Field(default_factory=dict, sa_column=_json(False))
+    #: Structured outputs (structured.py): the JSON Schema every output (and every
+    #: correction) must validate against, and thresholds per field path.
+    output_schema: dict[str, Any] | None = Field(default=None, sa_column=_json(True))
+    field_thresholds: dict[str, float] = Field(default_factory=dict, sa_column=_json(False))
     created_at: datetime = Field(default_factory=clock.now)
     updated_at: datetime = Field(default_factory=clock.now)
 
@@ -177,6 +181,10 @@ class Item(SQLModel, table=True):
     deadline_action: str | None = Field(default=None, max_length=16)
     #: The reject reason a ``reject`` fallback recorded.
     fallback_reason: str | None = Field(default=None, max_length=256)
+    #: Structured outputs: the model's confidence per field path, and the paths below
+    #: their threshold (what the reviewer must look at).
+    field_confidence: dict[str, float] | None = Field(default=None, sa_column=_json(True))
+    flagged_fields: list[str] | None = Field(default=None, sa_column=_json(True))
 
 
 class Review(SQLModel, table=True):
@@ -210,6 +218,8 @@ class Review(SQLModel, table=True):
     #: Made after the item's deadline fallback had already decided it (deadlines.py):
     #: evaluation data, but the app acted on the fallback.
     after_deadline: bool = Field(default=False)
+    #: A correction of a structured output: the field paths it changed.
+    changed_fields: list[str] | None = Field(default=None, sa_column=_json(True))
 
 
 class Event(SQLModel, table=True):

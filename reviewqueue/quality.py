@@ -64,7 +64,7 @@ CAMPAIGN_DAYS = 14
 
 _WRONG = (Status.CORRECTED, Status.REJECTED)
 _DECIDED = (Status.APPROVED, Status.CORRECTED, Status.REJECTED)
-_QUEUED_ROUTES = (Route.BELOW_THRESHOLD, Route.LABEL_THRESHOLD)
+_QUEUED_ROUTES = (Route.BELOW_THRESHOLD, Route.LABEL_THRESHOLD, Route.FIELD_THRESHOLD)
 
 
 # --- the report ---------------------------------------------------------------------

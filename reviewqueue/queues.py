@@ -120,6 +120,8 @@ def _values(settings) -> dict[str, Any]:
     for field in ("retention_days", "deadline_seconds", "warn_seconds"):
         if values.get(field) == 0:
             values[field] = None  # kept for good; no deadline; no warning
+    if values.get("output_schema") == {}:
+        values["output_schema"] = None  # no schema: free text or any JSON again
     return values
 
 

@@ -154,7 +154,10 @@ class ItemIn(BaseModel):
     queue: QueueName
     input: Payload
     output: Payload
-    confidence: Probability = Field(description="The model's confidence, a finite number in [0, 1].")
+    confidence: Probability = Field(
+        description="The model's confidence, a finite number in [0, 1]. May be left out when "
+        "field_confidence is given: it is then the lowest field confidence."
+    )
     external_id: ShortText | None = Field(
         default=None, description="Your idempotency key: the same (queue, external_id) is stored once."
     )
@@ -173,11 +176,36 @@ class ItemIn(BaseModel):
         default=None, ge=1, le=MAX_DEADLINE_SECONDS, description="The same, as seconds from arrival."
     )
 
+    field_confidence: (
+        dict[Annotated[str, StringConstraints(min_length=1, max_length=512)], Probability] | None
+    ) = Field(
+        default=None,
+        max_length=1000,
+        description="Structured outputs: confidence per field path of the output (total, "
+        "line_items[0].amount); fields below their threshold send the item to review.",
+    )
+
     @model_validator(mode="after")
     def _one_deadline(self):
         if self.deadline is not None and self.deadline_seconds is not None:
             raise ValueError("give deadline or deadline_seconds, not both")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _confidence_of_fields(cls, data: Any) -> Any:
+        # A structured output may leave its confidence out: the lowest field confidence.
+        # (Only when every field confidence is a plain number: anything else is refused
+        # by the field's own validation, and confidence stays missing.)
+        if (
+            isinstance(data, dict)
+            and data.get("confidence") is None
+            and isinstance(data.get("field_confidence"), dict)
+        ):
+            values = list(data["field_confidence"].values())
+            if values and all(type(v) in (int, float) and 0 <= v <= 1 for v in values):
+                data = {**data, "confidence": float(min(values))}
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +314,32 @@ class QueueSettings(BaseModel):
         description="Seconds before the deadline that an item.deadline_near notification goes out (0: none).",
     )
     alerts: AlertRules | None = Field(default=None, description="When the queue's alerts fire (notify).")
+    output_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="Structured outputs: a JSON Schema (draft 2020-12) every output and every correction "
+        "must validate against ({} clears it).",
+    )
+    field_thresholds: (
+        dict[Annotated[str, StringConstraints(min_length=1, max_length=512)], Probability] | None
+    ) = Field(default=None, max_length=1000, description="Thresholds per field path (default: threshold).")
+
+    @field_validator("output_schema")
+    @classmethod
+    def _schema(cls, value):
+        from .structured import check_schema
+
+        if value:
+            check_schema(_storable_json(value))
+        return value
+
+    @field_validator("field_thresholds")
+    @classmethod
+    def _paths(cls, value):
+        from .structured import parse_path
+
+        for path in value or {}:
+            parse_path(path)
+        return value
 
     @field_validator("redaction")
     @classmethod
@@ -326,6 +380,8 @@ class QueueOut(BaseModel):
     escalate_to: str | None = None
     warn_seconds: int | None = None
     alerts: dict[str, Any] = Field(default_factory=dict)
+    output_schema: dict[str, Any] | None = None
+    field_thresholds: dict[str, float] = Field(default_factory=dict)
     counts: dict[str, int] = Field(default_factory=dict)
     oldest_pending_at: datetime | None = None
 
@@ -401,6 +457,8 @@ class ReviewOut(BaseModel):
     adjudication: bool = False
     #: Made after the item's deadline fallback had decided it.
     after_deadline: bool = False
+    #: A correction of a structured output: the field paths it changed.
+    changed_fields: list[str] | None = None
 
 
 class ItemOut(BaseModel):
@@ -439,3 +497,6 @@ class ItemOut(BaseModel):
     #: On a timed-out item: a reviewer's decision made after the fallback (the app acted
     #: on ``decision``; this is what a person says it should have been).
     late_decision: DecisionOut | None = None
+    #: Structured outputs: confidence per field path, and the fields below their threshold.
+    field_confidence: dict[str, float] | None = None
+    flagged_fields: list[str] | None = None

@@ -71,6 +71,8 @@ class Route(StrEnum):
 
     BELOW_THRESHOLD = "below_threshold"
     LABEL_THRESHOLD = "label_threshold"
+    #: A structured output with a field below its threshold (structured.py).
+    FIELD_THRESHOLD = "field_threshold"
     AUDIT_SAMPLE = "audit_sample"
     AUTO_ACCEPTED = "auto_accepted"
 

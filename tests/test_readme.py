@@ -174,3 +174,9 @@ def test_waiting_for_a_human_runs_as_written(live_server, engine, make_token, ca
     thread.join()
     assert refunded == ["Refund 40.00 EUR"]
     assert capsys.readouterr().out.strip().endswith("correct reviewer")
+
+
+def test_structured_outputs_run_as_written(engine, capsys):
+    [example] = blocks(section("Structured outputs (extraction)"), "python")
+    exec(compile(example, "README.md", "exec"), {})  # noqa: S102 (the README's own code)
+    assert capsys.readouterr().out.split() == ["pending", "field_threshold"]

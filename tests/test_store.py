@@ -94,6 +94,7 @@ def test_json_parameters_keep_their_type(engine, queue):
                     "edit_distance": None,
                     "adjudication": False,
                     "after_deadline": False,
+                    "changed_fields": None,
                     "now": datetime.now(UTC),
                 },
             )

@@ -24,7 +24,9 @@ def export_cmd(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default REVIEWQUEUE_EXPORT_DIR).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, parquet or chat-jsonl")] = "jsonl",
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl, csv, parquet, chat-jsonl or fields-jsonl")
+    ] = "jsonl",
     queue: Annotated[
         list[str] | None, typer.Option("--queue", help="Queue to export; repeat (default all).")
     ] = None,

@@ -130,6 +130,9 @@ def _select(dialect: str, json_as_text: bool, verdicts: list[str] | None):
             func.coalesce(Item.agreement, 1.0),
             # SQLite keeps booleans as 0/1: the writers get True/False either way.
             Review.after_deadline if dialect == "postgresql" else Review.after_deadline.is_(True),
+            j(Item.field_confidence),
+            j(Item.flagged_fields),
+            j(Review.changed_fields),
         )
         # The final decision only: the agreed one, or the lead's adjudication.
         .join(Review, Review.id == Item.final_review_id)

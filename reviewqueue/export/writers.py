@@ -84,8 +84,13 @@ class Writer:
                     self._csv.writerow(COLUMNS)
 
     def write(self, rows: list[tuple]) -> None:
-        self.rows += len(rows)
         self.verdicts.update(r[_AT["verdict"]] for r in rows)
+        if self.fmt == "fields-jsonl":
+            lines = [line for r in rows for line in _field_lines(r)]
+            self.rows += len(lines)
+            self._fh.write("".join(lines))
+            return
+        self.rows += len(rows)
         if self.fmt == "parquet":
             import pyarrow as pa
 
@@ -173,6 +178,52 @@ def arrow_text(raw):
         decoded = pa.array([json.loads(v) for v in pc.filter(raw, hard).to_pylist()], type=pa.string())
         text = pc.replace_with_mask(text, hard, decoded)
     return text
+
+
+def _field_lines(r: tuple) -> list[str]:
+    """A structured output's flagged and changed fields, a line each: what the model said,
+    what the reviewer kept or made of it, and how sure the model was."""
+    from ..structured import lookup, parse_path
+
+    load = lambda name: json.loads(r[_AT[name]]) if r[_AT[name]] is not None else None  # noqa: E731
+    confidence, flagged, changed = (
+        load("field_confidence") or {},
+        load("flagged_fields") or [],
+        load("changed_fields") or [],
+    )
+    if not flagged and not changed:
+        return []
+    output, reference = load("output"), load("reference_output")
+    verdict = r[_AT["verdict"]]
+    lines = []
+    for path in dict.fromkeys([*flagged, *changed]):
+        try:
+            tokens = parse_path(path)
+        except ValueError:
+            continue
+        original = lookup(output, tokens)[1]
+        corrected = None if verdict == "reject" else lookup(reference, tokens)[1]
+        lines.append(
+            json.dumps(
+                {
+                    "item_id": r[_AT["item_id"]],
+                    "queue": r[_AT["queue"]],
+                    "model_version": r[_AT["model_version"]],
+                    "path": path,
+                    "original": original,
+                    "corrected": corrected,
+                    "confidence": confidence.get(path),
+                    "flagged": path in flagged,
+                    "changed": path in changed,
+                    "verdict": verdict,
+                    "reviewer": r[_AT["reviewer"]],
+                    "decided_at": r[_AT["decided_at"]],
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
+    return lines
 
 
 def _chat_line(r: tuple) -> str:

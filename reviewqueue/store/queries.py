@@ -118,10 +118,10 @@ ITEM_FOR_UPDATE = Query("item_for_update", "SELECT * FROM items WHERE id = :item
 ITEM_AND_RULES_FOR_UPDATE = Query("item_and_rules_for_update", """
     SELECT items.*, queues.labels AS q_labels, queues.reject_reasons AS q_reject_reasons,
            queues.reviews_required AS q_reviews_required, queues.consensus AS q_consensus,
-           queues.redaction AS q_redaction
+           queues.redaction AS q_redaction, queues.output_schema AS q_output_schema
     FROM items JOIN queues ON queues.name = items.queue
     WHERE items.id = :item_id @for_update_of_items
-""", json_columns=["q_labels", "q_reject_reasons", "q_redaction"])
+""", json_columns=["q_labels", "q_reject_reasons", "q_redaction", "q_output_schema"])
 
 #: What redaction removed from an item, after a reviewer's text added to it.
 SET_REDACTIONS = Query("set_redactions", """
@@ -137,11 +137,11 @@ ACTIVE_REVIEWS = Query("active_reviews", """
 
 INSERT_REVIEW = Query("insert_review", """
     INSERT INTO reviews (item_id, queue, reviewer, verdict, final_output, final_label, reason, comment,
-                         seconds_spent, edit_distance, created_at, adjudication, after_deadline)
+                         seconds_spent, edit_distance, created_at, adjudication, after_deadline, changed_fields)
     VALUES (:item_id, :queue, :reviewer, :verdict, :final_output, :final_label, :reason, :comment,
-            :seconds_spent, :edit_distance, :now, :adjudication, :after_deadline)
+            :seconds_spent, :edit_distance, :now, :adjudication, :after_deadline, :changed_fields)
     RETURNING *
-""", json=["final_output"])
+""", json=["final_output", "changed_fields"])
 
 #: The final decision. Returns the columns it changes, to lay over the row the decision locked.
 DECIDED = Query("decided", """
@@ -400,12 +400,12 @@ _LOCK_KEY = Query("lock_key", {
 INSERT_ITEMS = Query("insert_items", """
     INSERT INTO items (id, queue, external_id, input, output, confidence, predicted_label, model, model_version,
                        context, metadata, priority, status, route, claim_order, review_chance, confidence_band,
-                       redactions, deadline_at, created_at, updated_at)
+                       redactions, field_confidence, flagged_fields, deadline_at, created_at, updated_at)
     VALUES (:id, :queue, :external_id, :input, :output, :confidence, :predicted_label, :model, :model_version,
             :context, :metadata, :priority, :status, :route, :claim_order, :review_chance, :confidence_band,
-            :redactions, :deadline_at, :created_at, :updated_at)
+            :redactions, :field_confidence, :flagged_fields, :deadline_at, :created_at, :updated_at)
     ON CONFLICT (queue, external_id) DO NOTHING
-""", encoded_json=["input", "output", "context", "metadata", "redactions"])
+""", encoded_json=["input", "output", "context", "metadata", "redactions", "field_confidence", "flagged_fields"])
 
 # fmt: on
 
@@ -440,7 +440,7 @@ def lock_key(tx: Tx, key: str) -> None:
 
 
 #: A new item as :func:`insert_items` takes it: every column but the two timestamps.
-ItemRow = namedtuple("ItemRow", INSERT_ITEMS.params[:-2], defaults=(None,))
+ItemRow = namedtuple("ItemRow", INSERT_ITEMS.params[:-2], defaults=(None, None, None))
 assert INSERT_ITEMS.params[-2:] == ("created_at", "updated_at")
 _INSERT_CHUNK = 5000
 

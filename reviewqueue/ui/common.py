@@ -36,6 +36,7 @@ def engine():
 ROUTE_TEXT = {
     Route.BELOW_THRESHOLD: "confidence below the queue's threshold",
     Route.LABEL_THRESHOLD: "confidence below this label's threshold",
+    Route.FIELD_THRESHOLD: "a field's confidence below its threshold",
     Route.AUDIT_SAMPLE: "random audit sample (confidence above threshold)",
     Route.AUTO_ACCEPTED: "auto-accepted",
 }
