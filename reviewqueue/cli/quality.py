@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -102,6 +103,9 @@ def quality_cmd(
     predicted_label: Annotated[str | None, typer.Option("--predicted-label")] = None,
     confidence_level: Annotated[float, typer.Option("--confidence-level")] = 0.95,
     as_json: Annotated[bool, typer.Option("--json", help="The whole report as JSON.")] = False,
+    fields: Annotated[
+        bool, typer.Option("--fields", help="Structured outputs: the report per field path instead.")
+    ] = False,
     apply: Annotated[
         bool,
         typer.Option(
@@ -114,6 +118,9 @@ def quality_cmd(
     from .. import quality
 
     _engine(read_only=True)
+    if fields:
+        _fields(queue, target_error, confidence_level, as_json)
+        return
     since_dt, until_dt = _window(since, until)
     if apply and target_error is None:
         raise ValidationFailed(
@@ -226,3 +233,30 @@ def quality_cmd(
             queue, target_error, actor=_actor(), confidence_level=confidence_level
         )
         typer.echo(f"Applied: {queue} threshold is now {q.threshold:g}")
+
+
+def _fields(queue: str, target_error, confidence_level: float, as_json: bool) -> None:
+    from .. import field_quality
+
+    rows = field_quality.report(queue, target_error=target_error, confidence_level=confidence_level)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return
+    if not rows:
+        typer.echo(f"no decided structured items in {queue} yet (items with field_confidence)")
+        return
+    level = f"{confidence_level:.0%}"
+    _echo_table(
+        [
+            [
+                r.path,
+                f"{r.threshold:g}",
+                f"{r.reviewed:,}",
+                _interval(r.accuracy),
+                _interval(r.auto_accepted_error),
+                "-" if r.recommendation is None else f"{r.recommendation:.2f}",
+            ]
+            for r in rows
+        ],
+        ["field", "threshold", "reviewed", f"accuracy ({level})", "error when confident", "advice"],
+    )

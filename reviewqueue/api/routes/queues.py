@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from ... import agreement, quality, queues, review
+from ... import agreement, field_quality, quality, queues, review
 from ...schemas import ItemOut, Moment, QueueOut, QueueSettings, Text
 from ...vocab import Scope
 from ..deps import Caller, Engine, QueueName
@@ -27,6 +27,23 @@ def put_queue(name: QueueName, body: QueueSettings, who: Caller, engine: Engine)
     _, created = queues.upsert(name, body, actor=who.audit_actor, engine=engine)
     out = queues.overview(engine=engine, only=[name])[0]
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.get("/{name}/quality/fields", response_model=list[field_quality.FieldQuality])
+def get_field_quality(
+    name: QueueName,
+    who: Caller,
+    engine: Engine,
+    target_error: float | None = Query(None, gt=0, lt=1, description="Error a field may have, e.g. 0.02"),
+    confidence_level: float = Query(0.95, ge=0.5, lt=1),
+):
+    """Structured outputs: accuracy, the error of confident (auto-accepted) occurrences,
+    reliability and threshold advice per field path."""
+    who.require(Scope.READ)
+    who.require_queue(name)
+    return field_quality.report(
+        name, target_error=target_error, confidence_level=confidence_level, engine=engine
+    )
 
 
 @router.get("/{name}/quality", response_model=quality.QualityReport)
