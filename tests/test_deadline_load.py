@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 from reviewqueue import clock, ingest, queues, tokens, users, webhooks
 
+from .conftest import PG_URL
 from .test_nodes import Hook, Node
 
 pytestmark = pytest.mark.slow
@@ -37,6 +38,9 @@ def _receiver_on_this_machine(monkeypatch):
     monkeypatch.setenv("REVIEWQUEUE_WEBHOOK_ALLOW_PRIVATE", "1")
 
 
+# One run, on PostgreSQL when the suite has it (a fleet's database), else on SQLite: the
+# rules themselves are tested on both in tests/test_deadlines.py.
+@pytest.mark.parametrize("db_url", ["postgresql" if PG_URL else "sqlite"], indirect=True)
 def test_fallbacks_on_time_and_once_across_a_kill(db_url, engine, tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
