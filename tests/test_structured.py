@@ -203,3 +203,35 @@ def test_field_level_export(engine, invoices, tmp_path):
     rows = [json.loads(x) for x in open(plain.path, encoding="utf-8")]
     assert sorted(len(x["flagged_fields"]) for x in rows) == [1, 2]
     assert {tuple(x["changed_fields"] or []) for x in rows} == {("total", "vendor"), ()}
+
+
+def test_cli_sets_the_schema_and_field_thresholds(engine, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from reviewqueue import cli
+
+    schema = tmp_path / "invoice.schema.json"
+    schema.write_text(json.dumps(INVOICE))
+    runner = CliRunner()
+    done = runner.invoke(
+        cli.app,
+        [
+            "queue",
+            "create",
+            "invoices",
+            "--output-schema-file",
+            str(schema),
+            "--field-threshold",
+            "total=0.95",
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    q = queues.get("invoices", engine=engine)
+    assert q.output_schema == INVOICE and q.field_thresholds == {"total": 0.95}
+    (tmp_path / "bad.json").write_text("{not json")
+    bad = runner.invoke(
+        cli.app, ["queue", "update", "invoices", "--output-schema-file", str(tmp_path / "bad.json")]
+    )
+    assert bad.exit_code != 0 and "is not JSON" in str(bad.exception)

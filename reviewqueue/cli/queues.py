@@ -68,6 +68,18 @@ def _queue_settings(options: dict) -> dict:
             *(options["redact"] or []),
             *({"name": n, "pattern": v} for n, v, _ in _pairs(options["redact_pattern"] or [])),
         ]
+    if options.get("output_schema_file") is not None:
+        try:
+            settings["output_schema"] = json.loads(options["output_schema_file"].read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValidationFailed(f"cannot read {options['output_schema_file']}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ValidationFailed(f"{options['output_schema_file']} is not JSON: {exc}") from None
+    if options.get("field_threshold"):
+        settings["field_thresholds"] = {
+            name: _number(value, "--field-threshold", spec)
+            for name, value, spec in _pairs(options["field_threshold"])
+        }
     alerts = {_ALERT_KEYS[k]: options[k] for k in _ALERTS if options.get(k) is not None}
     if alerts:
         settings["alerts"] = alerts
@@ -96,7 +108,7 @@ def _number(value: str, flag: str, spec: str) -> float:
     try:
         return float(value)
     except ValueError:
-        raise ValidationFailed(f"{flag} takes LABEL=VALUE, e.g. billing=0.9 (got {spec!r})") from None
+        raise ValidationFailed(f"{flag} takes NAME=VALUE, e.g. billing=0.9 (got {spec!r})") from None
 
 
 Description = Annotated[str | None, typer.Option(help="What the queue is for; guidelines for its reviewers.")]
@@ -187,6 +199,15 @@ AlertTargetError = Annotated[
         help="Alert when the upper bound of the auto-accepted error is above this share (0.02 = 2%).",
     ),
 ]
+OutputSchemaFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--output-schema-file", help="Structured outputs: a JSON Schema file outputs must validate against."
+    ),
+]
+FieldThresholds = Annotated[
+    list[str] | None, typer.Option("--field-threshold", help="PATH=VALUE threshold of one field; repeat.")
+]
 ShowPrevious = Annotated[
     bool | None,
     typer.Option(
@@ -225,6 +246,8 @@ def queue_create(
     alert_due_soon: AlertDueSoon = None,
     alert_fallbacks_per_hour: AlertFallbacks = None,
     alert_target_error: AlertTargetError = None,
+    output_schema_file: OutputSchemaFile = None,
+    field_threshold: FieldThresholds = None,
 ) -> None:
     """Create queue NAME."""
     options = dict(locals())
@@ -262,6 +285,8 @@ def queue_update(
     alert_due_soon: AlertDueSoon = None,
     alert_fallbacks_per_hour: AlertFallbacks = None,
     alert_target_error: AlertTargetError = None,
+    output_schema_file: OutputSchemaFile = None,
+    field_threshold: FieldThresholds = None,
 ) -> None:
     """Change settings of queue NAME (only the options given)."""
     options = dict(locals())
