@@ -119,7 +119,7 @@ def test_fuzz_query_parameters(api, queue, make_token):
 
 
 #: Cases per operation and mode (fitting the schema, not fitting it): a few thousand a backend.
-SCHEMATHESIS_EXAMPLES = 80
+SCHEMATHESIS_EXAMPLES = 50
 
 
 def test_schemathesis_every_operation(live_server, queue, make_token, engine):
