@@ -83,10 +83,8 @@ def warn_near(engine) -> bool:
             item = queries.ITEM_FOR_DEADLINE.first(tx, {"item_id": item_id})
             now = clock.now()
             if (
-                item is None
-                or item.status not in WAITING
+                not _open(item)
                 or item.deadline_state != ""
-                or item.deadline_at is None
                 or not item.q_warn_seconds
                 or item.deadline_at - timedelta(seconds=item.q_warn_seconds) > now
             ):
@@ -120,13 +118,7 @@ def apply(item_id: str, *, engine=None) -> str | None:
     with store.write(engine) as tx:
         item = queries.ITEM_FOR_DEADLINE.first(tx, {"item_id": item_id})
         now = clock.now()
-        if (
-            item is None
-            or item.status not in WAITING
-            or item.deadline_state == "passed"
-            or item.deadline_at is None
-            or item.deadline_at > now
-        ):
+        if not _open(item) or item.deadline_state == "passed" or item.deadline_at > now:
             return None
         action = DeadlineAction(item.q_on_deadline or DeadlineAction.KEEP)
         why = None
@@ -198,6 +190,12 @@ def apply(item_id: str, *, engine=None) -> str | None:
             extra={"action": action, "status": row.status, "moved_to": after.get("queue")},
         )
         return action
+
+
+def _open(item) -> bool:
+    """Still waiting for a human, with a deadline (re-checked under the row lock: another
+    process, or a reviewer, may have got there first)."""
+    return item is not None and item.status in WAITING and item.deadline_at is not None
 
 
 def _escalation_problem(tx, item) -> str | None:

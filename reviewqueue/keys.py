@@ -54,6 +54,16 @@ def key(settings: Settings) -> bytes:
     return _key(settings.secret_key, settings.secret_key_file)
 
 
+def parse(value: str) -> bytes:
+    """A key given as text, checked (``BadSetting`` saying what a key looks like)."""
+    return _key(value, "")
+
+
+def forget() -> None:
+    """Read the key file again on next use (after a rotation replaced it)."""
+    _key.cache_clear()
+
+
 def retired(settings: Settings) -> list[bytes]:
     """Keys retired by a rotation (rotation.py), newest last: from
     ``REVIEWQUEUE_SECRET_KEYS_RETIRED`` (comma-separated) and the file beside the key file."""
@@ -61,7 +71,7 @@ def retired(settings: Settings) -> list[bytes]:
     beside = Path(settings.secret_key_file + ".retired")
     if beside.exists():
         found += [line.strip() for line in beside.read_text().splitlines() if line.strip()]
-    return [_key(k, "") for k in dict.fromkeys(found)]
+    return [parse(k) for k in dict.fromkeys(found)]
 
 
 def seal(text: str, settings: Settings) -> str:

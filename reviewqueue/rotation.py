@@ -55,7 +55,7 @@ def rotate(new: str | None = None, *, actor: str = "cli", engine=None) -> Rotate
     old = keys.key(settings)
     new = (new or new_key()).strip()
     try:
-        new_raw = keys._key(new, "")
+        new_raw = keys.parse(new)
     except Exception as exc:  # BadSetting: says what a key looks like
         raise invalid("key", str(exc)) from None
     if new_raw == old:
@@ -161,4 +161,4 @@ def _retire(path: Path, old: bytes, new: str) -> None:
     finally:
         os.close(fd)
     os.replace(partial, path)
-    keys._key.cache_clear()
+    keys.forget()
