@@ -246,26 +246,32 @@ def test_enter_in_the_comment_never_decides(browser, app_server):
     expect(page.get_by_text("You: 0 today")).to_be_visible()
 
 
-def test_queues_are_picked_and_labels_corrected_with_number_keys(browser, app_server):
-    from playwright.sync_api import expect
-
-    base, url = app_server
+def tickets(url, n: int) -> None:
+    """A classification queue, tickets, with items t1..tn labelled billing."""
     engine = store.make_engine(url)
     queues.create(
         "tickets", {"threshold": 0.8, "audit_rate": 0.0, "labels": ["billing", "bug"]}, engine=engine
     )
-    ingest.submit(
-        {
-            "queue": "tickets",
-            "external_id": "t1",
-            "input": "the app crashes",
-            "output": "billing",
-            "predicted_label": "billing",
-            "confidence": 0.1,
-        },
-        engine=engine,
-    )
+    for i in range(1, n + 1):
+        ingest.submit(
+            {
+                "queue": "tickets",
+                "external_id": f"t{i}",
+                "input": "the app crashes",
+                "output": "billing",
+                "predicted_label": "billing",
+                "confidence": 0.1,
+            },
+            engine=engine,
+        )
     engine.dispose()
+
+
+def test_queues_are_picked_and_labels_corrected_with_number_keys(browser, app_server):
+    from playwright.sync_api import expect
+
+    base, url = app_server
+    tickets(url, 1)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     sign_in(page, base)
     expect(page.get_by_role("button", name=re.compile(r"^tickets"))).to_be_enabled(timeout=30_000)
@@ -289,6 +295,55 @@ def test_queues_are_picked_and_labels_corrected_with_number_keys(browser, app_se
     page.keyboard.press("a")
     expect(page.get_by_text("You: 1 today")).to_be_visible(timeout=30_000)  # today's count is per queue
     assert status_of(url, "evil").status == "approved"
+
+
+def test_keys_typed_ahead_of_a_page_replacement_wait_for_it_but_never_decide_an_unseen_item(
+    browser, app_server
+):
+    """No waiting between keys: "Q" then "1" opens queue 1; "2" then Ctrl+Enter stores
+    label 2; but keys typed before an item was on screen do not decide it ("A", "A"
+    approves one item, not the next one too)."""
+    from playwright.sync_api import expect
+
+    base, url = app_server
+    tickets(url, 2)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    sign_in(page, base)
+    expect(page.get_by_role("button", name=re.compile(r"^tickets"))).to_be_enabled(timeout=30_000)
+    settled(page)
+    # Picking the queue and deciding in one breath: the item was not on screen yet.
+    page.keyboard.press("2")
+    page.keyboard.press("2")
+    page.keyboard.press("Control+Enter")
+    expect(page.get_by_role("button", name="Submit correction")).to_be_enabled(timeout=30_000)
+    settled(page)
+    page.wait_for_timeout(500)
+    assert {status_of(url, t, "tickets").status for t in ("t1", "t2")} <= {"pending", "in_review"}
+    # The item is on screen: a number and Ctrl+Enter at once store that label.
+    first = item_on_screen(page)
+    page.keyboard.press("2")
+    page.keyboard.press("Control+Enter")
+    decided_today(page, 1)
+    done = [t for t in ("t1", "t2") if status_of(url, t, "tickets").status == "corrected"]
+    assert len(done) == 1 and status_of(url, done[0], "tickets").decision.final_label == "bug"
+    assert status_of(url, done[0], "tickets").id == first
+    settled(page)
+    # Back to the queues and into the other one, at once.
+    page.keyboard.press("q")
+    page.keyboard.press("1")
+    expect(page).to_have_url(re.compile(r"\?queue=support$"), timeout=30_000)
+    expect(page.get_by_role("button", name="Approve")).to_be_enabled(timeout=30_000)
+    settled(page)
+    # A double press approves what is on screen, and only that.
+    shown = item_on_screen(page)
+    page.keyboard.press("a")
+    page.keyboard.press("a")
+    decided_today(page, 1)
+    page.wait_for_timeout(1_000)
+    settled(page)
+    approved = [status_of(url, x) for x in ("evil", "b", "c", "d")]
+    assert [i.id for i in approved if i.status == "approved"] == [shown]
+    expect(page.get_by_text("You: 1 today")).to_be_visible()
 
 
 def test_a_reload_a_new_tab_and_an_address_keep_the_session_and_the_item(browser, app_server):

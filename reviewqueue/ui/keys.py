@@ -7,6 +7,13 @@
 - ``Esc`` in a text box leaves the box and keeps its text (a second ``Esc`` closes it,
   still keeping it: review_page keeps drafts per item).
 - A clicked button never keeps the focus, so a later Enter cannot press it again.
+- Keys typed while the page is being replaced wait for the new page. Streamlit rebinds a
+  button's shortcut when it draws it, and a key pressed during a run (or in the few
+  milliseconds after it) reached the old page or nothing: "Q" then "1" at speed lost the
+  "1", "2" then "Ctrl+Enter" lost the Enter. Held keys are replayed, in order, once the
+  run is over and the page has settled; but held keys never act on an item the reviewer
+  has not seen: when the page shows another item than the one on screen at the key
+  press (``data-rq-item``, drawn by the review page), the keys are dropped.
 
 The script is ours, fixed, with no data in it; it is installed once per page.
 """
@@ -30,6 +37,75 @@ SCRIPT = """
     Object.getOwnPropertyDescriptor(proto, "value").set.call(el, value);
     el.dispatchEvent(new Event("input", { bubbles: true }));
   }
+  // Type-ahead across a page replacement (see the module's docstring).
+  const SETTLE_MS = 150, RUN_START_MS = 1000;
+  const held = [], ours = new WeakSet();
+  let busyUntil = 0, runningNow = false, replayTimer = null;
+  const app = () => document.querySelector('[data-testid="stApp"]');
+  const shownItem = () => { const m = document.querySelector("[data-rq-item]"); return m ? m.dataset.rqItem : ""; };
+  const busy = () => runningNow || Date.now() < busyUntil;
+  // Once a key is held, the ones after it are too (typing after E keeps its order).
+  const holdable = (ev) => (ev.key.length === 1 && !ev.altKey) || ev.key === "Escape" ||
+    (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey || held.length > 0)) || (ev.key === "Backspace" && held.length > 0);
+  let lastBox = null;  // the box land() gave the caret to
+  function insert(el, text) {
+    const a = el.selectionStart ?? el.value.length, b = el.selectionEnd ?? a;
+    setValue(el, el.value.slice(0, a) + text + el.value.slice(b));
+    try { el.setSelectionRange(a + text.length, a + text.length); } catch (_) { /* not a text box */ }
+  }
+  function backspace(el) {
+    const a = el.selectionStart ?? el.value.length, b = el.selectionEnd ?? a;
+    const from = a === b ? Math.max(0, a - 1) : a;
+    setValue(el, el.value.slice(0, from) + el.value.slice(b));
+    try { el.setSelectionRange(from, from); } catch (_) { /* not a text box */ }
+  }
+  function scheduleReplay(ms) {
+    if (replayTimer) clearTimeout(replayTimer);
+    replayTimer = setTimeout(replay, ms);
+  }
+  function replay() {
+    replayTimer = null;
+    if (!held.length) return;
+    if (busy() && !want) { scheduleReplay(Math.max(20, busyUntil - Date.now())); return; }
+    const k = held[0];
+    const now = shownItem();
+    if (now && k.item !== now) { held.length = 0; return; }  // never decide an unseen item
+    const box = isBox(document.activeElement) ? document.activeElement : null;
+    if (box && !k.ctrlKey && !k.metaKey) {
+      // Typed after E or M, before the box took the caret: into the box, in order.
+      if (busy() && !want && box !== lastBox) { scheduleReplay(Math.max(20, busyUntil - Date.now())); return; }
+      held.shift();
+      if (k.key.length === 1) insert(box, k.key);
+      else if (k.key === "Enter" && box.tagName === "TEXTAREA") insert(box, "\\n");
+      else if (k.key === "Backspace") backspace(box);
+      else if (k.key === "Escape") box.blur();
+      if (held.length) scheduleReplay(0);
+      return;
+    }
+    held.shift();
+    const ev = new KeyboardEvent("keydown", { key: k.key, code: k.code, ctrlKey: k.ctrlKey, shiftKey: k.shiftKey,
+      altKey: k.altKey, metaKey: k.metaKey, bubbles: true, cancelable: true });
+    for (const p of ["keyCode", "which"]) Object.defineProperty(ev, p, { get: () => k.keyCode });
+    ours.add(ev);
+    (document.activeElement || document.body).dispatchEvent(ev);
+    const up = new KeyboardEvent("keyup", { key: k.key, code: k.code, bubbles: true });
+    Object.defineProperty(up, "keyCode", { get: () => k.keyCode });
+    (document.activeElement || document.body).dispatchEvent(up);
+    if (held.length) scheduleReplay(20);
+  }
+  const watch = () => {
+    const el = app();
+    if (!el) { setTimeout(watch, 50); return; }
+    const seen = () => {
+      const state = el.dataset.testScriptState;
+      const was = runningNow;
+      runningNow = state === "running" || state === "rerunRequested";
+      if (was && !runningNow) { busyUntil = Date.now() + SETTLE_MS; scheduleReplay(SETTLE_MS); }
+    };
+    seen();
+    new MutationObserver(seen).observe(el, { attributes: true, attributeFilter: ["data-test-script-state"] });
+  };
+  watch();
   let landing = false;
   function land() {
     if (!want || landing) return;
@@ -45,11 +121,19 @@ SCRIPT = """
       if (typed) setValue(el, el.value + typed);
       const end = el.value.length;
       try { el.setSelectionRange(end, end); } catch (_) { /* not a text box */ }
-      want = null; typed = "";
+      want = null; typed = ""; lastBox = el;
+      if (held.length) scheduleReplay(0);
     }, 120);
   }
   window.addEventListener("keydown", (ev) => {
     const k = ev.key;
+    if (!ours.has(ev) && (!isBox(ev.target) || held.length) && !want && holdable(ev) && (held.length || busy())) {
+      held.push({ key: k, code: ev.code, keyCode: ev.keyCode, ctrlKey: ev.ctrlKey, shiftKey: ev.shiftKey,
+        altKey: ev.altKey, metaKey: ev.metaKey, item: shownItem() });
+      ev.preventDefault(); ev.stopImmediatePropagation();
+      scheduleReplay(busy() ? Math.max(20, busyUntil - Date.now()) : 20);
+      return;
+    }
     if (isBox(ev.target)) {
       if (k === "Escape") { ev.target.blur(); ev.preventDefault(); ev.stopImmediatePropagation(); }
       return;
@@ -66,6 +150,12 @@ SCRIPT = """
     }
   }, true);
   new MutationObserver(land).observe(document.body, { childList: true, subtree: true });
+
+  // A shortcut took the key (it prevents the default): its run starts soon; until then
+  // the next keys are held too.
+  window.addEventListener("keydown", (ev) => {
+    if (ev.defaultPrevented && !runningNow) busyUntil = Math.max(busyUntil, Date.now() + RUN_START_MS);
+  });
   document.addEventListener("click", (ev) => {
     const b = ev.target.closest && ev.target.closest("button");
     if (b) setTimeout(() => b.blur(), 0);
