@@ -41,6 +41,7 @@ from .errors import (
     ValidationFailed,
 )
 from .schemas import ItemIn, ItemOut, QueueOut, SubmitResult
+from .toolcalls import ToolCallIn, ToolDecision
 from .vocab import FINAL, Source, Status, Verdict
 
 _BY_STATUS = {
@@ -130,6 +131,18 @@ class Answer:
                 item,
             )
         return cls(Verdict.REJECT, None, None, "timeout", Source.TIMEOUT, None, item_id, item)
+
+
+def _long_poll(http, wait: float) -> dict[str, Any]:
+    """Options of a GET the server answers as soon as there is an answer, or after
+    ``wait`` seconds (at most 60): the read timeout is stretched by the wait."""
+    wait = max(0.0, min(LONG_POLL, wait))
+    read = http.timeout.read
+    return {"params": {"wait": round(wait, 3)}, "timeout": httpx.Timeout(read + wait if read else None)}
+
+
+def _call_json(call) -> dict[str, Any]:
+    return call.model_dump(mode="json", exclude_none=True) if isinstance(call, ToolCallIn) else dict(call)
 
 
 def _fallback_of(fallback: str) -> str:
@@ -229,14 +242,19 @@ class Client:
     def get_final(self, item_id: str, wait: float) -> ItemOut:
         """The item once final, or as it is after ``wait`` seconds (at most 60): one
         request the server answers as soon as the item is decided."""
-        wait = max(0.0, min(LONG_POLL, wait))
-        resp = self._request(
-            "GET",
-            f"/v1/items/{item_id}",
-            params={"wait": round(wait, 3)},
-            timeout=httpx.Timeout(self._http.timeout.read + wait if self._http.timeout.read else None),
-        )
+        resp = self._request("GET", f"/v1/items/{item_id}", **_long_poll(self._http, wait))
         return ItemOut.model_validate(resp.json())
+
+    def propose_tool_call(self, call: ToolCallIn | Mapping[str, Any]) -> SubmitResult:
+        """Post an agent's proposed tool call before it runs (a tool_call queue); posting
+        the same ``tool_call_id`` again finds the same item."""
+        return SubmitResult(**self._request("POST", "/v1/tool-calls", json=_call_json(call)).json())
+
+    def tool_decision(self, item_id: str, wait: float = 0.0) -> ToolDecision:
+        """What to do with the call (pending, approve, edit or reject), waiting up to
+        ``wait`` seconds (at most 60) for a decision."""
+        resp = self._request("GET", f"/v1/tool-calls/{item_id}", **_long_poll(self._http, wait))
+        return ToolDecision.model_validate(resp.json())
 
     def review(
         self,
@@ -336,14 +354,16 @@ class AsyncClient:
         return ItemOut.model_validate((await self._request("GET", f"/v1/items/{item_id}")).json())
 
     async def get_final(self, item_id: str, wait: float) -> ItemOut:
-        wait = max(0.0, min(LONG_POLL, wait))
-        resp = await self._request(
-            "GET",
-            f"/v1/items/{item_id}",
-            params={"wait": round(wait, 3)},
-            timeout=httpx.Timeout(self._http.timeout.read + wait if self._http.timeout.read else None),
-        )
+        resp = await self._request("GET", f"/v1/items/{item_id}", **_long_poll(self._http, wait))
         return ItemOut.model_validate(resp.json())
+
+    async def propose_tool_call(self, call: ToolCallIn | Mapping[str, Any]) -> SubmitResult:
+        resp = await self._request("POST", "/v1/tool-calls", json=_call_json(call))
+        return SubmitResult(**resp.json())
+
+    async def tool_decision(self, item_id: str, wait: float = 0.0) -> ToolDecision:
+        resp = await self._request("GET", f"/v1/tool-calls/{item_id}", **_long_poll(self._http, wait))
+        return ToolDecision.model_validate(resp.json())
 
     async def wait_for_decision(self, item_id: str, timeout: float = 3600) -> ItemOut:
         deadline = time.monotonic() + timeout

@@ -35,6 +35,8 @@ class Rules(NamedTuple):
     reject_reasons: list[str]
     #: Structured outputs: the JSON Schema a correction must validate against.
     output_schema: dict | None = None
+    #: The item's own schema (a tool call's arguments), checked as well.
+    item_schema: dict | None = None
 
 
 def _decision(value: DecisionIn | dict[str, Any]) -> DecisionIn:
@@ -83,8 +85,10 @@ def check(rules: Rules, item, d: DecisionIn) -> tuple[Any, str | None]:
             raise invalid("final_output", f"a correction must change {changed}; this one changes nothing")
         if isinstance(final_output, str) and not final_output.strip():
             raise invalid("final_output", "the corrected output is empty; an unusable output is a rejection")
-        check = structured.validator(rules.output_schema)
-        if check is not None:
+        for schema in (rules.output_schema, rules.item_schema):
+            check = structured.validator(schema)
+            if check is None:
+                continue
             if isinstance(final_output, str):
                 raise invalid(
                     "final_output", "this queue takes structured outputs: correct the JSON, not text"
@@ -167,7 +171,12 @@ def _insert_review(
 ) -> ReviewOut:
     """Check ``d`` against the queue's rules and store it as a review row. What the
     reviewer wrote (a correction, a comment) is redacted as the model's text was."""
-    rules = Rules(item.q_labels or [], item.q_reject_reasons or [], getattr(item, "q_output_schema", None))
+    rules = Rules(
+        item.q_labels or [],
+        item.q_reject_reasons or [],
+        getattr(item, "q_output_schema", None),
+        getattr(item, "output_schema", None),
+    )
     final_output, final_label = check(rules, item, d)
     changed_fields = (
         structured.changed(item.output, final_output)

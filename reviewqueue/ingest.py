@@ -30,14 +30,14 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 from sqlalchemy import select, text, tuple_
 
-from . import clock, events, redaction, store, structured
+from . import clock, events, redaction, store, structured, toolcalls
 from .errors import PayloadTooLarge, QueueNotFound, ReviewQueueError, ValidationFailed
 from .ids import uuid7_many
 from .models import Item, Queue
 from .routing import claim_order, confidence_band, review_chance, route
 from .schemas import ItemIn, SubmitResult, unstorable
 from .store.queries import ItemRow, insert_items
-from .vocab import EventKind, Route, Status
+from .vocab import EventKind, QueueKind, Route, Status
 
 _ANALYZE_AFTER = 10_000
 
@@ -177,6 +177,7 @@ def _queue_settings(tx: store.Tx, items: list[ItemIn], single: bool) -> dict[str
                 q.deadline_seconds,
                 q.output_schema,
                 q.field_thresholds,
+                q.kind,
             ).where(q.name.in_(sorted(wanted)))
         )
     }
@@ -198,6 +199,7 @@ def _queue_settings(tx: store.Tx, items: list[ItemIn], single: bool) -> dict[str
             q.deadline_seconds,
             structured.validator(q.output_schema),
             q.field_thresholds or {},
+            toolcalls.CALL if q.kind == QueueKind.TOOL_CALL else None,
         )
         for q in queues.values()
     }
@@ -237,24 +239,35 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
                 results.append(None)
                 continue
             first_of[key] = index
-        threshold, label_thresholds, audit_rate, redactor, queue_deadline, schema, field_thresholds = (
-            settings[item.queue]
-        )
+        (
+            threshold,
+            label_thresholds,
+            audit_rate,
+            redactor,
+            queue_deadline,
+            schema,
+            field_thresholds,
+            call_schema,
+        ) = settings[item.queue]
         confidence, flags = item.confidence, None
-        if schema is not None or item.field_confidence:
+        if schema is not None or item.field_confidence or item.output_schema or call_schema is not None:
             where = [] if single else ["items", index]
             problems = []
-            if schema is not None:
+            for check in (call_schema, schema, structured.validator(item.output_schema)):
+                if check is None:
+                    continue
                 if isinstance(item.output, str):
                     problems.append(
                         {
                             "loc": [*where, "output"],
-                            "msg": "this queue takes structured outputs: a JSON object or array, not text",
+                            "msg": 'this queue takes proposed tool calls: {"tool": ..., "arguments": {...}}'
+                            if check is call_schema
+                            else "this queue takes structured outputs: a JSON object or array, not text",
                             "type": "schema",
                         }
                     )
-                else:
-                    problems += structured.errors(schema, item.output, [*where, "output"])
+                    break
+                problems += structured.errors(check, item.output, [*where, "output"])
             if item.field_confidence:
                 problems += structured.field_problems(
                     item.output, item.field_confidence, [*where, "field_confidence"]
@@ -368,6 +381,7 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
                 redactions=_encode(dict(removed)) if removed else None,
                 field_confidence=_encode(item.field_confidence) if item.field_confidence else None,
                 flagged_fields=_encode(flags) if item.field_confidence else None,
+                output_schema=_encode(item.output_schema) if item.output_schema else None,
             )
         )
         results.append(SubmitResult(item_id, item.queue, status, how))

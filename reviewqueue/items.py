@@ -67,6 +67,7 @@ def to_out(item, review=None, reviews=None) -> ItemOut:
         late_decision=late,
         field_confidence=item.field_confidence,
         flagged_fields=item.flagged_fields,
+        output_schema=getattr(item, "output_schema", None),
     )
 
 

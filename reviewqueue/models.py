@@ -84,6 +84,9 @@ class Queue(SQLModel, table=True):
     #: correction) must validate against, and thresholds per field path.
     output_schema: dict[str, Any] | None = Field(default=None, sa_column=_json(True))
     field_thresholds: dict[str, float] = Field(default_factory=dict, sa_column=_json(False))
+    #: ``text`` (any output) or ``tool_call``: every output is a proposed call
+    #: ``{"tool": ..., "arguments": {...}}`` (toolcalls.py).
+    kind: str = Field(default="text", max_length=16)
     created_at: datetime = Field(default_factory=clock.now)
     updated_at: datetime = Field(default_factory=clock.now)
 
@@ -185,6 +188,8 @@ class Item(SQLModel, table=True):
     #: their threshold (what the reviewer must look at).
     field_confidence: dict[str, float] | None = Field(default=None, sa_column=_json(True))
     flagged_fields: list[str] | None = Field(default=None, sa_column=_json(True))
+    #: This item's own JSON Schema, over the queue's (a tool call's arguments schema).
+    output_schema: dict[str, Any] | None = Field(default=None, sa_column=_json(True))
 
 
 class Review(SQLModel, table=True):

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from .vocab import Consensus, DeadlineAction, Route, Source, Status, Verdict
+from .vocab import Consensus, DeadlineAction, QueueKind, Route, Source, Status, Verdict
 
 QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -185,6 +185,21 @@ class ItemIn(BaseModel):
         "line_items[0].amount); fields below their threshold send the item to review.",
     )
 
+    output_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON Schema for this item's output, checked with the queue's (a tool call's "
+        "arguments: POST /v1/tool-calls builds it from the tool's schema). Corrections must validate too.",
+    )
+
+    @field_validator("output_schema")
+    @classmethod
+    def _item_schema(cls, value):
+        from .structured import check_schema
+
+        if value:
+            check_schema(_storable_json(value))
+        return value or None
+
     @model_validator(mode="after")
     def _one_deadline(self):
         if self.deadline is not None and self.deadline_seconds is not None:
@@ -319,6 +334,11 @@ class QueueSettings(BaseModel):
         description="Structured outputs: a JSON Schema (draft 2020-12) every output and every correction "
         "must validate against ({} clears it).",
     )
+    kind: QueueKind | None = Field(
+        default=None,
+        description="text (default: any output) or tool_call (every output is a proposed tool call "
+        '{"tool": ..., "arguments": {...}}; POST /v1/tool-calls).',
+    )
     field_thresholds: (
         dict[Annotated[str, StringConstraints(min_length=1, max_length=512)], Probability] | None
     ) = Field(default=None, max_length=1000, description="Thresholds per field path (default: threshold).")
@@ -382,6 +402,7 @@ class QueueOut(BaseModel):
     alerts: dict[str, Any] = Field(default_factory=dict)
     output_schema: dict[str, Any] | None = None
     field_thresholds: dict[str, float] = Field(default_factory=dict)
+    kind: QueueKind = QueueKind.TEXT
     counts: dict[str, int] = Field(default_factory=dict)
     oldest_pending_at: datetime | None = None
 
@@ -500,3 +521,5 @@ class ItemOut(BaseModel):
     #: Structured outputs: confidence per field path, and the fields below their threshold.
     field_confidence: dict[str, float] | None = None
     flagged_fields: list[str] | None = None
+    #: The item's own schema (a tool call's: its arguments).
+    output_schema: dict[str, Any] | None = None

@@ -44,6 +44,13 @@ WAITING = frozenset({Status.PENDING, Status.IN_REVIEW, Status.DISPUTED})
 FINAL = DECIDED | {Status.AUTO_ACCEPTED, Status.TIMED_OUT}
 
 
+class QueueKind(StrEnum):
+    """What a queue's outputs are."""
+
+    TEXT = "text"  # any output: text or JSON
+    TOOL_CALL = "tool_call"  # a proposed tool call {"tool", "arguments"} (toolcalls.py)
+
+
 class DeadlineAction(StrEnum):
     """What a queue does with an item nobody decided by its deadline (deadlines.py)."""
 

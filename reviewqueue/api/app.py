@@ -22,7 +22,7 @@ from ..groupcommit import GroupCommit
 from ..settings import Settings, get_settings
 from . import errors, lifecycle, limits, prometheus
 from .routes import audit as audit_routes
-from .routes import items, ops, queues, review
+from .routes import items, ops, queues, review, toolcalls
 
 log = logging.getLogger("reviewqueue.api")
 _heap_frozen = False
@@ -109,6 +109,6 @@ def create_app(
     # included router on every request (its candidates, then the route), which cost a
     # claim or a decision ~30 us of a busy worker's time. Reviewers' and posting apps'
     # routes first: requests are matched in this order.
-    for module in (review, items, queues, ops, audit_routes):
+    for module in (review, items, toolcalls, queues, ops, audit_routes):
         app.router.routes.extend(module.router.routes)
     return app

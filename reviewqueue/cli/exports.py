@@ -25,7 +25,8 @@ def export_cmd(
         Path | None, typer.Option("--out", help="Output folder (default REVIEWQUEUE_EXPORT_DIR).")
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="jsonl, csv, parquet, chat-jsonl or fields-jsonl")
+        str,
+        typer.Option("--format", help="jsonl, csv, parquet, chat-jsonl, fields-jsonl or tool-calls-jsonl"),
     ] = "jsonl",
     queue: Annotated[
         list[str] | None, typer.Option("--queue", help="Queue to export; repeat (default all).")

@@ -15,6 +15,8 @@ FORMATS = {
     "chat-jsonl": "chat.jsonl",
     # One line per item and flagged or changed field of a structured output.
     "fields-jsonl": "fields.jsonl",
+    # One line per decided tool call (toolcall_lines.py).
+    "tool-calls-jsonl": "tool-calls.jsonl",
 }
 COLUMNS = [
     "item_id",
@@ -86,4 +88,11 @@ def parquet_schema():
 
 #: Per format, whether JSON values that are strings are written as their text (CSV and
 #: chat records) or as JSON (JSONL; Parquet turns them into text column-wise itself).
-JSON_AS_TEXT = {"jsonl": False, "parquet": False, "csv": True, "chat-jsonl": True, "fields-jsonl": False}
+JSON_AS_TEXT = {
+    "jsonl": False,
+    "parquet": False,
+    "csv": True,
+    "chat-jsonl": True,
+    "fields-jsonl": False,
+    "tool-calls-jsonl": False,
+}

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from .columns import COLUMNS, DICTIONARY_COLUMNS, JSON_COLUMNS, parquet_schema
+from .toolcall_lines import call_of, chat_tool_call_line, tool_call_lines
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _JSON_AT = frozenset(COLUMNS.index(c) for c in JSON_COLUMNS)
@@ -85,8 +86,9 @@ class Writer:
 
     def write(self, rows: list[tuple]) -> None:
         self.verdicts.update(r[_AT["verdict"]] for r in rows)
-        if self.fmt == "fields-jsonl":
-            lines = [line for r in rows for line in _field_lines(r)]
+        if self.fmt in ("fields-jsonl", "tool-calls-jsonl"):
+            many = _field_lines if self.fmt == "fields-jsonl" else tool_call_lines
+            lines = [line for r in rows for line in many(r)]
             self.rows += len(lines)
             self._fh.write("".join(lines))
             return
@@ -227,6 +229,9 @@ def _field_lines(r: tuple) -> list[str]:
 
 
 def _chat_line(r: tuple) -> str:
+    call = call_of(r)
+    if call is not None:
+        return chat_tool_call_line(r, call)
     return (
         json.dumps(
             {

@@ -400,12 +400,13 @@ _LOCK_KEY = Query("lock_key", {
 INSERT_ITEMS = Query("insert_items", """
     INSERT INTO items (id, queue, external_id, input, output, confidence, predicted_label, model, model_version,
                        context, metadata, priority, status, route, claim_order, review_chance, confidence_band,
-                       redactions, field_confidence, flagged_fields, deadline_at, created_at, updated_at)
+                       redactions, field_confidence, flagged_fields, output_schema, deadline_at, created_at, updated_at)
     VALUES (:id, :queue, :external_id, :input, :output, :confidence, :predicted_label, :model, :model_version,
             :context, :metadata, :priority, :status, :route, :claim_order, :review_chance, :confidence_band,
-            :redactions, :field_confidence, :flagged_fields, :deadline_at, :created_at, :updated_at)
+            :redactions, :field_confidence, :flagged_fields, :output_schema, :deadline_at, :created_at, :updated_at)
     ON CONFLICT (queue, external_id) DO NOTHING
-""", encoded_json=["input", "output", "context", "metadata", "redactions", "field_confidence", "flagged_fields"])
+""", encoded_json=["input", "output", "context", "metadata", "redactions", "field_confidence", "flagged_fields",
+                   "output_schema"])
 
 # fmt: on
 
@@ -440,7 +441,7 @@ def lock_key(tx: Tx, key: str) -> None:
 
 
 #: A new item as :func:`insert_items` takes it: every column but the two timestamps.
-ItemRow = namedtuple("ItemRow", INSERT_ITEMS.params[:-2], defaults=(None, None, None))
+ItemRow = namedtuple("ItemRow", INSERT_ITEMS.params[:-2], defaults=(None, None, None, None))
 assert INSERT_ITEMS.params[-2:] == ("created_at", "updated_at")
 _INSERT_CHUNK = 5000
 

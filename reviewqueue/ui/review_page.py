@@ -19,6 +19,7 @@ the page's address (``/review?queue=support``).
 
 from __future__ import annotations
 
+import html
 import json
 import time
 
@@ -37,7 +38,7 @@ from reviewqueue.schemas import ItemOut
 from reviewqueue.textdiff import diff_lines
 from reviewqueue.ui import session
 from reviewqueue.ui.common import ROUTE_TEXT, age, as_text, engine, plain, review_details, show, warn_hidden
-from reviewqueue.vocab import WAITING, Status, Verdict
+from reviewqueue.vocab import WAITING, QueueKind, Status, Verdict
 
 HEARTBEAT_SECONDS = 30
 #: The longest comment a decision takes (schemas.DecisionIn).
@@ -418,6 +419,10 @@ def _panel(queue_name: str) -> None:
     # One form for every item, so its buttons update in place; the action bar first, the
     # notices right under it (where the eye is after a key), then the item.
     with st.form("rq_decide", enter_to_submit=False, border=False):
+        # Which item is on screen, for the keyboard script (ui/keys.py): keys typed ahead
+        # of a page replacement never act on an item the reviewer has not seen. First in
+        # the form, so it changes before the new item's text is drawn.
+        st.html(f'<span data-rq-item="{html.escape(str(item["id"]))}" hidden></span>')
         _buttons(q, item)
         notice, lost = st.empty(), st.empty()
         _show_notice(notice)
@@ -488,9 +493,18 @@ def _show_item(q, item: dict) -> None:
             item["predicted_label"],
             item["metadata"],
         )
+    calls = q.kind == QueueKind.TOOL_CALL
     out, inp = st.columns(2, gap="medium")
     with out:
-        st.text("Model output" + label)
+        if calls:
+            # Approve runs the call as shown; a correction edits the arguments (the tool's
+            # schema is checked before saving); reject: it does not run (toolcalls.py).
+            st.text(
+                "Proposed tool call (A runs it · E edits the arguments · X: do not run it; "
+                "your comment goes to the agent as its message)"
+            )
+        else:
+            st.text("Model output" + label)
         show(item["output"], height=_height(item["output"], MAX_OUTPUT_HEIGHT))
         if q.show_previous_reviews and item.get("reviews_done"):
             _previous_reviews(item)
@@ -503,7 +517,7 @@ def _show_item(q, item: dict) -> None:
             if kept.get("edit") not in (None, as_text(item["output"])):
                 st.text("Your correction is kept: E to go on with it, D to discard it.")
     with inp:
-        st.text("Input")
+        st.text("Conversation so far" if calls else "Input")
         show(item["input"], height=_height(item["input"], MAX_INPUT_HEIGHT))
         if item["context"]:
             with st.expander(

@@ -20,6 +20,20 @@ from ..errors import V1_ERRORS
 router = APIRouter(prefix="/v1/items", tags=["items"], responses=V1_ERRORS)
 
 
+#: ``?wait=``: a long poll, answered as soon as the item is final.
+WaitSeconds = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=waiting.MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description="Seconds to wait for the item to be final (decided, auto-accepted or decided by "
+        "its deadline fallback), at most 60: answered as soon as it is, or at the end of the wait "
+        "with its state then.",
+    ),
+]
+
+
 class BatchIn(BaseModel):
     items: list[ItemIn] = Field(
         min_length=1, max_length=1000, description="Up to 1,000 items, stored atomically."
@@ -73,19 +87,14 @@ async def get_item(
     who: Caller,
     engine: Engine,
     request: Request,
-    wait: Annotated[
-        float,
-        Query(
-            ge=0,
-            le=waiting.MAX_WAIT_SECONDS,
-            allow_inf_nan=False,
-            description="Seconds to wait for the item to be final (decided, auto-accepted or decided by "
-            "its deadline fallback), at most 60: answered as soon as it is, or at the end of the wait "
-            "with its state then.",
-        ),
-    ] = 0,
+    wait: WaitSeconds = 0,
 ):
     who.require(Scope.READ)
+    return await read_final(item_id, who, engine, request, wait)
+
+
+async def read_final(item_id: str, who, engine, request: Request, wait: float) -> ItemOut:
+    """The item, once final or after ``wait`` seconds (GET /v1/items/{id}?wait=)."""
     if not wait:
         return await run_in_threadpool(_read, item_id, who, engine)
     # Waiting holds no database connection and no thread: a future the process's one
