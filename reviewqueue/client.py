@@ -250,6 +250,10 @@ class Client:
         the same ``tool_call_id`` again finds the same item."""
         return SubmitResult(**self._request("POST", "/v1/tool-calls", json=_call_json(call)).json())
 
+    def mark_applied(self, item_id: str) -> bool:
+        """Mark the call's decision applied; True the first time only (run the tool then)."""
+        return bool(self._request("POST", f"/v1/tool-calls/{item_id}/applied").json()["first"])
+
     def tool_decision(self, item_id: str, wait: float = 0.0) -> ToolDecision:
         """What to do with the call (pending, approve, edit or reject), waiting up to
         ``wait`` seconds (at most 60) for a decision."""
@@ -360,6 +364,9 @@ class AsyncClient:
     async def propose_tool_call(self, call: ToolCallIn | Mapping[str, Any]) -> SubmitResult:
         resp = await self._request("POST", "/v1/tool-calls", json=_call_json(call))
         return SubmitResult(**resp.json())
+
+    async def mark_applied(self, item_id: str) -> bool:
+        return bool((await self._request("POST", f"/v1/tool-calls/{item_id}/applied")).json()["first"])
 
     async def tool_decision(self, item_id: str, wait: float = 0.0) -> ToolDecision:
         resp = await self._request("GET", f"/v1/tool-calls/{item_id}", **_long_poll(self._http, wait))

@@ -190,6 +190,8 @@ class Item(SQLModel, table=True):
     flagged_fields: list[str] | None = Field(default=None, sa_column=_json(True))
     #: This item's own JSON Schema, over the queue's (a tool call's arguments schema).
     output_schema: dict[str, Any] | None = Field(default=None, sa_column=_json(True))
+    #: Tool calls: when the agent applied the decision (ran the tool, or did not): once.
+    applied_at: datetime | None = Field(default=None)
 
 
 class Review(SQLModel, table=True):

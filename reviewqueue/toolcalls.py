@@ -192,6 +192,20 @@ def arguments_diff(before: dict | None, after: dict | None) -> list[dict[str, An
     ]
 
 
+def mark_applied(item_id: str, *, engine=None) -> bool:
+    """Record that the agent applied the call's decision (ran the tool, or did not);
+    True the first time only. Adapters mark before they run a tool, so a decision
+    delivered again, or two workers resuming one run, never run it twice."""
+    from . import clock, items, store
+    from .store import queries
+
+    with store.write(engine) as tx:
+        if queries.MARK_APPLIED.run(tx, {"item_id": item_id, "now": clock.now()}):
+            return True
+    items.get(item_id, engine=engine)  # NotFound for an unknown id
+    return False
+
+
 class Local:
     """The in-process gate: proposes calls and reads decisions in this process's database."""
 
@@ -202,6 +216,9 @@ class Local:
         from . import ingest
 
         return ingest.submit(to_item(call), engine=self.engine)
+
+    def mark_applied(self, item_id: str) -> bool:
+        return mark_applied(item_id, engine=self.engine)
 
     def tool_decision(self, item_id: str, wait: float = 0.0) -> ToolDecision:
         """The decision on the call, waiting up to ``wait`` seconds for one."""
@@ -233,5 +250,6 @@ __all__ = [
     "arguments_diff",
     "call_schema",
     "decision_of",
+    "mark_applied",
     "to_item",
 ]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ValidationFailed
-from ..vocab import DECIDED, Consensus, DeadlineAction, Status
+from ..vocab import DECIDED, Consensus, DeadlineAction, QueueKind, Status
 from ._lazy import lazy
 from .base import (
     _actor,
@@ -37,6 +37,7 @@ def _queue_settings(options: dict) -> dict:
         "deadline_reason",
         "escalate_to",
         "warn_seconds",
+        "kind",
     )
     settings: dict = {k: options[k] for k in plain if options[k] is not None}
     if options["any_reviewer"]:
@@ -205,6 +206,10 @@ OutputSchemaFile = Annotated[
         "--output-schema-file", help="Structured outputs: a JSON Schema file outputs must validate against."
     ),
 ]
+Kind = Annotated[
+    QueueKind | None,
+    typer.Option("--kind", help="text (default: any output) or tool_call (proposed agent tool calls)."),
+]
 FieldThresholds = Annotated[
     list[str] | None, typer.Option("--field-threshold", help="PATH=VALUE threshold of one field; repeat.")
 ]
@@ -248,6 +253,7 @@ def queue_create(
     alert_target_error: AlertTargetError = None,
     output_schema_file: OutputSchemaFile = None,
     field_threshold: FieldThresholds = None,
+    kind: Kind = None,
 ) -> None:
     """Create queue NAME."""
     options = dict(locals())
@@ -287,6 +293,7 @@ def queue_update(
     alert_target_error: AlertTargetError = None,
     output_schema_file: OutputSchemaFile = None,
     field_threshold: FieldThresholds = None,
+    kind: Kind = None,
 ) -> None:
     """Change settings of queue NAME (only the options given)."""
     options = dict(locals())

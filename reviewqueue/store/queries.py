@@ -394,6 +394,13 @@ _LOCK_KEY = Query("lock_key", {
     "postgresql": "SELECT pg_advisory_xact_lock(hashtext(:key))",
 })
 
+# --- tool calls -----------------------------------------------------------------------
+
+#: The agent applies a decision once: the first to mark it wins (toolcalls.mark_applied).
+MARK_APPLIED = Query("mark_applied", """
+    UPDATE items SET applied_at = :now WHERE id = :item_id AND applied_at IS NULL
+""")
+
 # --- bulk ingest --------------------------------------------------------------------
 
 #: Rows for :func:`insert_items`; JSON columns already encoded as text.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
-from ... import ingest, toolcalls
+from ... import ingest, items, toolcalls
 from ...schemas import SubmitResult
 from ...toolcalls import ToolCallIn, ToolDecision
 from ...vocab import Scope
@@ -42,3 +43,18 @@ async def get_tool_decision(
     ``arguments``) or reject (do not run; ``message`` is for the model)."""
     who.require(Scope.READ)
     return toolcalls.decision_of(await read_final(item_id, who, engine, request, wait))
+
+
+class Applied(BaseModel):
+    id: str
+    #: True the first time: run the tool (or tell the model it was rejected) now. False:
+    #: someone already applied this decision; do nothing.
+    first: bool
+
+
+@router.post("/{item_id}/applied", response_model=Applied)
+def post_applied(item_id: ItemId, who: Caller, engine: Engine):
+    """The agent applies the decision once: mark it before running the tool."""
+    who.require(Scope.INGEST)
+    who.require_queue(items.get(item_id, engine=engine).queue)
+    return {"id": item_id, "first": toolcalls.mark_applied(item_id, engine=engine)}
