@@ -346,6 +346,98 @@ def test_keys_typed_ahead_of_a_page_replacement_wait_for_it_but_never_decide_an_
     expect(page.get_by_text("You: 1 today")).to_be_visible()
 
 
+def test_a_structured_output_is_corrected_field_by_field_from_the_keyboard(browser, app_server, tmp_path):
+    """A 20-field invoice with 3 flagged fields: Tab goes to the flagged ones only (the 17
+    others are read-only), two are corrected by typing, Ctrl+Enter shows the changes per
+    field and saves; the decision and the field-level export hold the two changes."""
+    import json
+
+    from playwright.sync_api import expect
+
+    from reviewqueue import export
+
+    base, url = app_server
+    scalars = {
+        "vendor": "ACME GmbH",
+        "invoice_no": "A-17",
+        "date": "2026-11-30",
+        "currency": "EUR",
+        "total": 119.0,
+        "tax": 19.0,
+        "paid": False,
+        "iban": "n/a",
+        "po": "PO-9",
+        "notes": "none",
+    }
+    lines = [{"description": f"item {i}", "amount": 20.0} for i in range(5)]
+    output = {**scalars, "line_items": lines}
+    schema = {
+        "type": "object",
+        "properties": {
+            **{k: {"type": "number"} for k in ("total", "tax")},
+            "paid": {"type": "boolean"},
+            "line_items": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"amount": {"type": "number"}}},
+            },
+        },
+    }
+    engine = store.make_engine(url)
+    queues.create("invoices", {"threshold": 0.8, "audit_rate": 0.0, "output_schema": schema}, engine=engine)
+    confidence = {"vendor": 0.99, "total": 0.5, "tax": 0.6, "line_items[2].amount": 0.55, "paid": 0.97}
+    ingest.submit(
+        {
+            "queue": "invoices",
+            "external_id": "inv-1",
+            "input": "scan-1.pdf",
+            "output": output,
+            "field_confidence": confidence,
+        },
+        engine=engine,
+    )
+    engine.dispose()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    sign_in(page, base)
+    expect(page.get_by_role("button", name=re.compile(r"^invoices"))).to_be_enabled(timeout=30_000)
+    settled(page)
+    page.keyboard.press("1")
+    expect(page.get_by_role("button", name="Submit correction")).to_be_enabled(timeout=30_000)
+    settled(page)
+    boxes = page.locator("input[aria-label^='Flagged field'], input[aria-label^='Field']")
+    expect(boxes).to_have_count(20)
+    expect(page.locator("input[aria-label^='Field']:not([disabled])")).to_have_count(0)
+    # Tab, type; Tab (tax is right); Tab, type; Ctrl+Enter twice. Nothing else.
+    page.keyboard.press("Tab")
+    page.keyboard.type("120.0")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.type("25")
+    page.keyboard.press("Control+Enter")
+    expect(page.get_by_text("total: 119.0 → 120.0")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("line_items[2].amount: 20.0 → 25")).to_be_visible()
+    settled(page)
+    page.keyboard.press("Control+Enter")
+    decided_today(page, 1)
+    got = status_of(url, "inv-1", "invoices")
+    assert got.status == "corrected"
+    assert got.decision.final_output == {
+        **output,
+        "total": 120.0,
+        "line_items": [*lines[:2], {"description": "item 2", "amount": 25}, *lines[3:]],
+    }
+    assert got.flagged_fields == ["total", "tax", "line_items[2].amount"]
+    time.sleep(1.2)
+    engine = store.make_engine(url)
+    try:
+        [r] = export.export(tmp_path, fmt="fields-jsonl", queues=["invoices"], engine=engine)
+    finally:
+        engine.dispose()
+    changed = {
+        x["path"]: (x["original"], x["corrected"]) for x in map(json.loads, open(r.path)) if x["changed"]
+    }
+    assert changed == {"total": (119.0, 120.0), "line_items[2].amount": (20.0, 25)}
+
+
 def test_a_reload_a_new_tab_and_an_address_keep_the_session_and_the_item(browser, app_server):
     from playwright.sync_api import expect
 

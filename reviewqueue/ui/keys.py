@@ -7,6 +7,8 @@
 - ``Esc`` in a text box leaves the box and keeps its text (a second ``Esc`` closes it,
   still keeping it: review_page keeps drafts per item).
 - A clicked button never keeps the focus, so a later Enter cannot press it again.
+- On a structured output (ui/fields_form.py), Tab and Shift+Tab go round the fields
+  that take input, starting from the first flagged one wherever the focus was.
 - Keys typed while the page is being replaced wait for the new page. Streamlit rebinds a
   button's shortcut when it draws it, and a key pressed during a run (or in the few
   milliseconds after it) reached the old page or nothing: "Q" then "1" at speed lost the
@@ -106,6 +108,22 @@ SCRIPT = """
     new MutationObserver(seen).observe(el, { attributes: true, attributeFilter: ["data-test-script-state"] });
   };
   watch();
+  // A structured output's fields (ui/fields_form.py): Tab and Shift+Tab go round the
+  // boxes that take input (the flagged fields, or all once unlocked), from anywhere on
+  // the page, selecting the text so typing replaces it.
+  const FIELDS = 'input[aria-label^="Flagged field "]:not([disabled]), input[aria-label^="Field "]:not([disabled])';
+  function fieldTab(ev) {
+    const boxes = Array.from(document.querySelectorAll(FIELDS));
+    if (!boxes.length) return false;
+    const at = boxes.indexOf(ev.target);
+    if (at < 0 && isBox(ev.target)) return false;  // the comment box: Tab as usual
+    const next = at < 0 ? (ev.shiftKey ? boxes.length - 1 : 0)
+      : (at + (ev.shiftKey ? -1 : 1) + boxes.length) % boxes.length;
+    ev.preventDefault(); ev.stopImmediatePropagation();
+    boxes[next].focus();
+    boxes[next].select();
+    return true;
+  }
   let landing = false;
   function land() {
     if (!want || landing) return;
@@ -134,6 +152,7 @@ SCRIPT = """
       scheduleReplay(busy() ? Math.max(20, busyUntil - Date.now()) : 20);
       return;
     }
+    if (k === "Tab" && !ev.ctrlKey && !ev.metaKey && !ev.altKey && fieldTab(ev)) return;
     if (isBox(ev.target)) {
       if (k === "Escape") { ev.target.blur(); ev.preventDefault(); ev.stopImmediatePropagation(); }
       return;

@@ -36,7 +36,7 @@ from reviewqueue.errors import (
 )
 from reviewqueue.schemas import ItemOut
 from reviewqueue.textdiff import diff_lines
-from reviewqueue.ui import session
+from reviewqueue.ui import fields_form, session
 from reviewqueue.ui.common import ROUTE_TEXT, age, as_text, engine, plain, review_details, show, warn_hidden
 from reviewqueue.vocab import WAITING, QueueKind, Status, Verdict
 
@@ -174,6 +174,8 @@ def _act(action: str, value: str | None = None) -> None:
             ss.rq_rejecting = True
     elif action == "back":
         ss.rq_rejecting = False
+    elif action == "unlock":  # the fields the model was sure of become editable too
+        ss.rq_unlocked = item["id"]
     elif action == "edit":  # open the editor and the comment box, or close them (keeping the text)
         ss.rq_editing = not ss.rq_editing
     elif action == "discard":  # the explicit way to drop what was typed
@@ -200,7 +202,23 @@ def _correct(q, item: dict) -> None:
     label = ss.rq_pick.get("label")
     changed_label = label if label is not None and label != item["predicted_label"] else None
     final_output = None
-    if not q.labels:  # free text: the correction is the edited output
+    if fields_form.applies(q, item):  # structured: the fields as typed
+        try:
+            corrected, changed = fields_form.collect(item)
+        except ValueError as exc:
+            _notice("error", str(exc))
+            return
+        if changed:
+            final_output = corrected
+            shown = (
+                item["id"],
+                json.dumps(corrected, sort_keys=True),
+                fields_form.diff_lines(item, corrected, changed),
+            )
+            if ss.rq_preview != shown:
+                ss.rq_preview = shown  # show the changes; the next press saves
+                return
+    elif not q.labels:  # free text: the correction is the edited output
         draft = ss.rq_drafts.get(item["id"], {}).get("edit", as_text(item["output"]))
         final_output = draft
         if not isinstance(item["output"], str):
@@ -505,7 +523,14 @@ def _show_item(q, item: dict) -> None:
             )
         else:
             st.text("Model output" + label)
-        show(item["output"], height=_height(item["output"], MAX_OUTPUT_HEIGHT))
+        if fields_form.applies(q, item):
+            fields_form.render(item, unlocked=ss.get("rq_unlocked") == item["id"])
+            preview = ss.rq_preview
+            if preview and preview[0] == item["id"] and preview[2]:
+                st.text("Your changes, field by field (Ctrl+Enter again saves)")
+                st.code(preview[2], language=None, wrap_lines=True)
+        else:
+            show(item["output"], height=_height(item["output"], MAX_OUTPUT_HEIGHT))
         if q.show_previous_reviews and item.get("reviews_done"):
             _previous_reviews(item)
         if ss.rq_editing:
@@ -551,7 +576,7 @@ def _previous_reviews(item: dict) -> None:
 def _editor(q, item: dict) -> None:
     ss = _state()
     kept = ss.rq_drafts.get(item["id"], {})
-    if not q.labels:
+    if not q.labels and not fields_form.applies(q, item):
         original = as_text(item["output"])
         draft = st.text_area(
             "Corrected output",
@@ -590,7 +615,8 @@ def _buttons(q, item: dict) -> None:
         bar.form_submit_button("Back", shortcut="Escape", on_click=_act, args=("back",))
         return
     bar.form_submit_button("Approve", type="primary", shortcut="A", on_click=_act, args=("approve",))
-    submit = ss.rq_editing or q.labels
+    structured_form = fields_form.applies(q, item)
+    submit = ss.rq_editing or q.labels or structured_form
     bar.form_submit_button(
         "Submit correction" if submit else "Correct",
         shortcut="Ctrl+Enter" if submit else "E",
@@ -599,6 +625,8 @@ def _buttons(q, item: dict) -> None:
     )
     bar.form_submit_button("Reject", shortcut="X", on_click=_act, args=("reject",))
     bar.form_submit_button("Skip", shortcut="S", on_click=_act, args=("skip",))
+    if structured_form and ss.get("rq_unlocked") != item["id"]:
+        bar.form_submit_button("Unlock all fields", shortcut="L", on_click=_act, args=("unlock",))
     if ss.rq_editing:
         bar.form_submit_button("Close (keeps your text)", shortcut="Escape", on_click=_act, args=("edit",))
     else:
