@@ -5,6 +5,7 @@ and a cookie beside the app (tests/test_sessions.py over HTTP, tests/test_browse
 a browser): AppTest cannot send a cookie, so here the app script is only run without one.
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -343,6 +344,23 @@ def test_admin_tables_show_what_was_just_saved(seeded):
     assert at.success[0].value == "Queue support saved."
     assert at.dataframe[0].value.set_index("queue").loc["support", "threshold"] == 0.7
     assert queues.get("support", engine=seeded).threshold == 0.7
+
+
+def test_admin_sets_a_schema_field_thresholds_and_the_kind(seeded):
+    at = page_app("admin_page", "adam", Role.ADMIN).run()
+    at.selectbox[0].select("support").run()
+    schema_box = next(t for t in at.text_area if t.label.startswith("Output schema"))
+    schema_box.set_value("{not json")
+    button(at, "Save queue").click().run()
+    assert "not JSON" in at.error[0].value and queues.get("support", engine=seeded).output_schema is None
+    schema = {"type": "object", "properties": {"total": {"type": "number"}}}
+    next(t for t in at.text_area if t.label.startswith("Output schema")).set_value(json.dumps(schema))
+    next(t for t in at.text_area if t.label.startswith("Field thresholds")).set_value("total=0.95")
+    next(s for s in at.selectbox if s.label == "Kind of outputs").select("tool_call")
+    button(at, "Save queue").click().run()
+    assert not at.exception
+    q = queues.get("support", engine=seeded)
+    assert (q.output_schema, q.field_thresholds, q.kind) == (schema, {"total": 0.95}, "tool_call")
 
 
 def test_an_idle_reviewer_gives_the_item_back_and_continues_on_a_key(review_app, seeded):

@@ -4,6 +4,8 @@ Every change reruns the page, so the tables always show what was just saved."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import streamlit as st
 
@@ -11,7 +13,7 @@ from reviewqueue import clock, policies, queues, redaction, tokens, users, webho
 from reviewqueue.errors import ReviewQueueError
 from reviewqueue.ui import session
 from reviewqueue.ui.common import engine, plain
-from reviewqueue.vocab import Consensus, DeadlineAction, Role, Scope, Status
+from reviewqueue.vocab import Consensus, DeadlineAction, QueueKind, Role, Scope, Status
 
 _FLASH = "rq_admin_flash"
 
@@ -192,6 +194,24 @@ def _queues() -> None:
             366 * 86400,
             (current.warn_seconds or 0) if current else 0,
         )
+        st.text("Structured outputs and tool calls")
+        s1, s2 = st.columns(2)
+        kinds = list(QueueKind)
+        kind = s1.selectbox(
+            "Kind of outputs",
+            kinds,
+            index=kinds.index(QueueKind(current.kind)) if current else 0,
+            help="text: any output; tool_call: agents' proposed tool calls, approved before they run.",
+        )
+        field_thr = s1.text_area(
+            "Field thresholds (path=value per line, e.g. total=0.95)",
+            "\n".join(f"{k}={v}" for k, v in (current.field_thresholds or {}).items()) if current else "",
+        )
+        schema_text = s2.text_area(
+            "Output schema (JSON Schema; empty: none)",
+            json.dumps(current.output_schema, indent=2) if current and current.output_schema else "",
+            height=160,
+        )
         guidelines = st.text_area(
             "Guidelines for reviewers (markdown, shown on the Review page)",
             (current.guidelines or "") if current else "",
@@ -203,6 +223,16 @@ def _queues() -> None:
             thr = {k.strip(): float(v) for k, _, v in (line.partition("=") for line in _lines(label_thr))}
         except ValueError:
             st.error("Label thresholds take one label=value per line, e.g. billing=0.9")
+            return
+        try:
+            fields = {k.strip(): float(v) for k, _, v in (line.partition("=") for line in _lines(field_thr))}
+        except ValueError:
+            st.error("Field thresholds take one path=value per line, e.g. total=0.95")
+            return
+        try:
+            schema = json.loads(schema_text) if schema_text.strip() else {}
+        except ValueError as exc:
+            st.error(f"The output schema is not JSON: {exc}")
             return
         settings = {
             "description": description,
@@ -228,6 +258,9 @@ def _queues() -> None:
             "deadline_seconds": int(deadline),
             "on_deadline": on_deadline,
             "warn_seconds": int(warn),
+            "kind": kind,
+            "output_schema": schema,
+            "field_thresholds": fields,
             **({"deadline_reason": deadline_reason} if deadline_reason != "(none)" else {}),
             **({"escalate_to": escalate_to} if escalate_to != "(none)" else {}),
         }
