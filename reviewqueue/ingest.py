@@ -284,6 +284,17 @@ def _prepare(items: list[ItemIn], settings: dict[str, tuple], single: bool, limi
             item.metadata,
         )
         removed = None
+        if redactor is not None and any(c.data is not None for c in item.context):
+            raise ValidationFailed.of(
+                [
+                    {
+                        "loc": [*([] if single else ["items", index]), "context"],
+                        "msg": "this queue redacts personal data, which a stored image or PDF cannot be "
+                        "checked for: send the source's text without its data",
+                        "type": "personal_data",
+                    }
+                ]
+            )
         if redactor is not None:  # before anything is encoded, stored or checked
             removed = Counter()
             content = tuple(redactor.value(part, removed) for part in content)

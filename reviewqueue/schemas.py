@@ -112,14 +112,58 @@ def _storable_json(value: Any) -> Any:
 Payload = str | dict[str, Any] | list[Any]
 
 
+#: What a source's stored content may be, and how each kind of file begins. (No SVG: an
+#: image that can carry a script.)
+SOURCE_MEDIA = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+    "application/pdf": (b"%PDF-",),
+}
+#: The largest stored source, decoded (the item as a whole stays under its own limit).
+MAX_SOURCE_BYTES = 768 * 1024
+
+
 class ContextSource(BaseModel):
-    """A retrieved source behind a grounded (RAG) answer."""
+    """A retrieved source behind a grounded (RAG) answer, or the document an extraction
+    read: its text, where it came from (``url``, shown, never fetched), and optionally
+    the file itself as stored content (``media_type`` and base64 ``data``): a scan or a
+    PDF the reviewer sees beside the output."""
 
     model_config = ConfigDict(extra="allow")
 
     title: Text | None = None
     text: Text = ""
     url: Text | None = None
+    media_type: str | None = Field(
+        default=None,
+        description="image/png, image/jpeg, image/gif, image/webp or application/pdf (with data)",
+    )
+    data: str | None = Field(default=None, description="The file, base64-encoded, at most 768 KiB decoded")
+
+    @model_validator(mode="after")
+    def _stored_file(self):
+        if self.data is None:
+            if self.media_type is not None:
+                raise ValueError("media_type describes data: give the file as base64 data too")
+            return self
+        if self.media_type not in SOURCE_MEDIA:
+            raise ValueError(f"media_type must be one of {', '.join(SOURCE_MEDIA)} when data is given")
+        import base64
+        import binascii
+
+        if len(self.data) > MAX_SOURCE_BYTES * 4 // 3 + 4:
+            raise ValueError(f"data is over {MAX_SOURCE_BYTES // 1024} KiB decoded")
+        try:
+            raw = base64.b64decode(self.data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("data is not base64") from None
+        if not raw.startswith(SOURCE_MEDIA[self.media_type]) or (
+            self.media_type == "image/webp" and raw[8:12] != b"WEBP"
+        ):
+            raise ValueError(f"data is not a {self.media_type} file")
+        return self
 
 
 #: The longest deadline an item or a queue may set: a year.

@@ -122,3 +122,85 @@ def test_fifty_interrupts_decided_over_the_api(live_server, engine, make_token, 
         if action == "edit":
             assert line["arguments_diff"] == [{"path": "amount", "before": 10.0 + n, "after": (10 + n) / 2}]
         assert line["context"]["conversation"][0] == {"role": "user", "content": f"refund o-{n} {10 + n}.0"}
+
+
+def test_per_call_interrupts_and_a_plain_interrupt(engine):
+    """The middleware's per_call mode (one interrupt per call, two calls in one turn) and
+    a graph of one's own that calls interrupt({"tool", "arguments"}); in-process gate."""
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import interrupt
+
+    from reviewqueue import review, toolcalls
+
+    refunds_queue(engine)
+    gate = toolcalls.Local(engine)
+    runs = []
+
+    @tool
+    def refund(order_id: str, amount: float) -> str:
+        """Refund an order."""
+        runs.append((order_id, amount))
+        return "refunded"
+
+    class TwoCalls(FakeAgentModel):
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            if any(isinstance(m, ToolMessage) for m in messages):
+                return ChatResult(generations=[ChatGeneration(message=AIMessage(content="done"))])
+            calls = [
+                {"name": "refund", "args": {"order_id": f"o-{n}", "amount": 5.0}, "id": f"tc-{n}"}
+                for n in (1, 2)
+            ]
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content="", tool_calls=calls))])
+
+    agent = create_agent(
+        TwoCalls(),
+        tools=[refund],
+        middleware=[HumanInTheLoopMiddleware(interrupt_on={"refund": True}, interrupt_mode="per_call")],
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": "pc"}}
+    agent.invoke({"messages": [{"role": "user", "content": "refund o-1 and o-2"}]}, config)
+    ids = rq_langgraph.post_interrupts(agent, config, gate=gate, queue="refunds", tools=[refund])
+    assert len(ids) == 2 and runs == []
+    first = review.claim_next("refunds", "ann", engine=engine)
+    review.decide(
+        first.id,
+        "ann",
+        {
+            "verdict": "correct",
+            "final_output": {
+                "tool": "refund",
+                "arguments": {"order_id": first.output["arguments"]["order_id"], "amount": 2.5},
+            },
+        },
+        engine=engine,
+    )
+    assert rq_langgraph.resume(agent, config, gate=gate, queue="refunds") is None  # one still pending
+    second = review.claim_next("refunds", "ann", engine=engine)
+    review.decide(second.id, "ann", {"verdict": "reject", "reason": "wrong"}, engine=engine)
+    assert rq_langgraph.resume(agent, config, gate=gate, queue="refunds") is not None
+    assert rq_langgraph.resume(agent, config, gate=gate, queue="refunds") is None
+    assert runs == [(first.output["arguments"]["order_id"], 2.5)]
+
+    # A graph of one's own: interrupt({"tool", "arguments"}) resumed with the decision.
+    class State(TypedDict, total=False):
+        decision: dict
+
+    def ask(state):
+        return {"decision": interrupt({"tool": "refund", "arguments": {"order_id": "o-9", "amount": 1.0}})}
+
+    graph = StateGraph(State).add_node("ask", ask).add_edge(START, "ask").add_edge("ask", END)
+    app = graph.compile(checkpointer=InMemorySaver())
+    plain = {"configurable": {"thread_id": "plain"}}
+    app.invoke({}, plain)
+    [item_id] = rq_langgraph.post_interrupts(app, plain, gate=gate, queue="refunds")
+    held = review.claim_next("refunds", "ann", engine=engine)
+    assert held.id == item_id
+    review.decide(held.id, "ann", {"verdict": "approve"}, engine=engine)
+    out = rq_langgraph.resume(app, plain, gate=gate, queue="refunds")
+    assert out["decision"]["action"] == "approve" and out["decision"]["arguments"] == {
+        "order_id": "o-9",
+        "amount": 1.0,
+    }

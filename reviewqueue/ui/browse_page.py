@@ -11,7 +11,7 @@ import streamlit as st
 
 from reviewqueue import events, items, queues, users
 from reviewqueue.errors import ReviewQueueError
-from reviewqueue.ui.common import ROUTE_TEXT, as_text, engine, plain, show, warn_hidden
+from reviewqueue.ui.common import ROUTE_TEXT, as_text, engine, plain, show, stored_files, warn_hidden
 from reviewqueue.vocab import Status, Verdict
 
 PAGE_SIZE = 50
@@ -117,7 +117,8 @@ def _detail(item_id: str) -> None:
         show(it.input, height=240)
         if it.context:
             st.text("Retrieved sources")
-            show(it.context, height=200)
+            show([{k: v for k, v in c.items() if k != "data"} for c in it.context], height=200)
+            stored_files(it.id, it.context, downloads=True)
     with right:
         st.text("Output")
         show(it.output, height=240)

@@ -102,3 +102,30 @@ def age(dt: datetime | None) -> str:
         if seconds >= size:
             return f"{int(seconds // size)} {unit}"
     return f"{int(seconds)} s"
+
+
+def stored_files(item_id: str, context: list, *, downloads: bool) -> None:
+    """The files an item's sources carry as stored content (schemas.ContextSource, checked
+    at ingest: an image or a PDF whose bytes are what its type says): images drawn from
+    those bytes; PDFs offered for download where a button may stand (not in a form), else
+    named. Nothing is fetched from anywhere."""
+    import base64
+
+    for n, source in enumerate(context or [], 1):
+        data = source.get("data") if isinstance(source, dict) else None
+        if not data:
+            continue
+        raw = base64.b64decode(data)
+        kind = source.get("media_type") or ""
+        if kind.startswith("image/"):
+            st.image(raw, caption=f"source {n}: stored image, {len(raw) // 1024:,} KB", width="stretch")
+        elif downloads:
+            st.download_button(
+                f"Download the PDF of source {n} ({len(raw) // 1024:,} KB)",
+                raw,
+                file_name=f"source-{n}.pdf",
+                mime="application/pdf",
+                key=f"rq_pdf_{item_id}_{n}",
+            )
+        else:
+            st.text(f"source {n}: a stored PDF ({len(raw) // 1024:,} KB): download it on Browse")

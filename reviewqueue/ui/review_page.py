@@ -37,7 +37,17 @@ from reviewqueue.errors import (
 from reviewqueue.schemas import ItemOut
 from reviewqueue.textdiff import diff_lines
 from reviewqueue.ui import fields_form, session
-from reviewqueue.ui.common import ROUTE_TEXT, age, as_text, engine, plain, review_details, show, warn_hidden
+from reviewqueue.ui.common import (
+    ROUTE_TEXT,
+    age,
+    as_text,
+    engine,
+    plain,
+    review_details,
+    show,
+    stored_files,
+    warn_hidden,
+)
 from reviewqueue.vocab import WAITING, QueueKind, Status, Verdict
 
 HEARTBEAT_SECONDS = 30
@@ -551,8 +561,9 @@ def _show_item(q, item: dict) -> None:
                 for n, source in enumerate(item["context"], 1):
                     st.text(f"[{n}] {plain(source.get('title')) or '(untitled)'}")
                     if source.get("url"):
-                        st.code(plain(source["url"]), language=None)
+                        st.code(plain(source["url"]), language=None)  # shown, never fetched
                     show(source.get("text", ""), height=_height(source.get("text", ""), 160))
+                stored_files(item["id"], item["context"], downloads=False)
     st.caption(f"item {item['id']}")
 
 
