@@ -57,7 +57,27 @@ def key(item: dict, n: int) -> str:
     return f"rq_field_{item['id']}_{n}"
 
 
-def render(item: dict, *, unlocked: bool) -> None:
+def _expected(schema: dict | None, path: str) -> str:
+    """What the schema allows at ``path``, in a few words ("one of EUR, USD",
+    "true or false", "a number"), for simple schemas; "" when it cannot tell."""
+    sub: Any = schema or {}
+    for t in structured.parse_path(path):
+        if not isinstance(sub, dict):
+            return ""
+        if isinstance(t, int):
+            prefix = sub.get("prefixItems")
+            sub = prefix[t] if isinstance(prefix, list) and t < len(prefix) else sub.get("items")
+        else:
+            sub = (sub.get("properties") or {}).get(t)
+    if not isinstance(sub, dict):
+        return ""
+    if isinstance(sub.get("enum"), list):
+        return "one of " + ", ".join(_text(v) for v in sub["enum"][:12])
+    kind = sub.get("type")
+    return {"boolean": "true or false", "number": "a number", "integer": "a whole number"}.get(kind, "")
+
+
+def render(item: dict, *, unlocked: bool, schema: dict | None = None) -> None:
     confidence = item.get("field_confidence") or {}
     rows = _rows(item)
     flagged = sum(1 for *_, f in rows if f)
@@ -68,8 +88,12 @@ def render(item: dict, *, unlocked: bool) -> None:
     for n, (path, value, is_flagged) in enumerate(rows):
         left, right = st.columns([2, 3], gap="small", vertical_alignment="center")
         sure = confidence.get(path)
+        expected = _expected(schema, path)
         left.text(
-            ("⚑ " if is_flagged else "  ") + plain(path) + (f"  ({sure:.2f})" if sure is not None else "")
+            ("⚑ " if is_flagged else "  ")
+            + plain(path)
+            + (f"  ({sure:.2f})" if sure is not None else "")
+            + (f"\n   {plain(expected)}" if expected else "")
         )
         right.text_input(
             f"{FLAGGED if is_flagged else FIELD} {n + 1}",

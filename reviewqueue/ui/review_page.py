@@ -534,7 +534,11 @@ def _show_item(q, item: dict) -> None:
         else:
             st.text("Model output" + label)
         if fields_form.applies(q, item):
-            fields_form.render(item, unlocked=ss.get("rq_unlocked") == item["id"])
+            fields_form.render(
+                item,
+                unlocked=ss.get("rq_unlocked") == item["id"],
+                schema=item.get("output_schema") or q.output_schema,
+            )
             preview = ss.rq_preview
             if preview and preview[0] == item["id"] and preview[2]:
                 st.text("Your changes, field by field (Ctrl+Enter again saves)")
