@@ -160,6 +160,7 @@ def test_every_item_column_is_inserted_by_name():
         "deadline_state",  # these three change only when its deadline comes near or passes
         "deadline_action",
         "fallback_reason",
+        "applied_at",  # set once, when the agent applies a tool call's decision
     }
 
 

@@ -20,7 +20,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column('kind', sa.String(16), nullable=False, server_default='text'))
     with op.batch_alter_table('items') as batch:
         batch.add_column(sa.Column('output_schema', json, nullable=True))
-        batch.add_column(sa.Column('applied_at', sa.DateTime(), nullable=True))
+        batch.add_column(sa.Column('applied_at', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
