@@ -1,6 +1,9 @@
 """A structured output (structured.py) reviewed field by field on the review page.
 
-Every leaf of the output is a row: its path, the model's confidence, and a text box.
+Every leaf of the output is a row: its path, the model's confidence, what the schema
+allows there (one of an enum's values, a number, true or false), and a text box. (Select
+and check boxes were tried: a select box's choice by keys straight after Tab was lost
+now and then; typing the value is as fast and never lost.)
 The flagged fields (below their threshold) come first, marked, and are the only boxes
 that take the keyboard: Tab from anywhere on the page goes to the first of them
 (ui/keys.py) and on from one to the next, so no key is spent on the fields the model was
@@ -57,20 +60,24 @@ def key(item: dict, n: int) -> str:
     return f"rq_field_{item['id']}_{n}"
 
 
-def _expected(schema: dict | None, path: str) -> str:
-    """What the schema allows at ``path``, in a few words ("one of EUR, USD",
-    "true or false", "a number"), for simple schemas; "" when it cannot tell."""
+def _sub(schema: dict | None, path: str) -> dict:
+    """The part of a (simple) schema that describes ``path``; {} when it cannot tell."""
     sub: Any = schema or {}
     for t in structured.parse_path(path):
         if not isinstance(sub, dict):
-            return ""
+            return {}
         if isinstance(t, int):
             prefix = sub.get("prefixItems")
             sub = prefix[t] if isinstance(prefix, list) and t < len(prefix) else sub.get("items")
         else:
             sub = (sub.get("properties") or {}).get(t)
-    if not isinstance(sub, dict):
-        return ""
+    return sub if isinstance(sub, dict) else {}
+
+
+def _expected(schema: dict | None, path: str) -> str:
+    """What the schema allows at ``path``, in a few words ("one of EUR, USD",
+    "true or false", "a number"), for simple schemas; "" when it cannot tell."""
+    sub = _sub(schema, path)
     if isinstance(sub.get("enum"), list):
         return "one of " + ", ".join(_text(v) for v in sub["enum"][:12])
     kind = sub.get("type")

@@ -85,6 +85,12 @@ SCRIPT = """
       return;
     }
     held.shift();
+    const target = document.activeElement;
+    if (k.key === " " && target && target.type === "checkbox") {  // a synthetic Space toggles nothing
+      target.click();
+      if (held.length) scheduleReplay(20);
+      return;
+    }
     const ev = new KeyboardEvent("keydown", { key: k.key, code: k.code, ctrlKey: k.ctrlKey, shiftKey: k.shiftKey,
       altKey: k.altKey, metaKey: k.metaKey, bubbles: true, cancelable: true });
     for (const p of ["keyCode", "which"]) Object.defineProperty(ev, p, { get: () => k.keyCode });
@@ -112,11 +118,21 @@ SCRIPT = """
   // boxes that take input (the flagged fields, or all once unlocked), from anywhere on
   // the page, selecting the text so typing replaces it.
   const FIELDS = 'input[aria-label^="Flagged field "]:not([disabled]), input[aria-label^="Field "]:not([disabled])';
+  // The field last in focus (picking an option of a select box moves the focus away):
+  // Tab goes on from there.
+  let lastField = "", lastFieldItem = "";
+  document.addEventListener("focusin", (ev) => {
+    const el = ev.target;
+    if (el && el.matches && el.matches(FIELDS)) { lastField = el.getAttribute("aria-label"); lastFieldItem = shownItem(); }
+  }, true);
   function fieldTab(ev) {
     const boxes = Array.from(document.querySelectorAll(FIELDS));
     if (!boxes.length) return false;
-    const at = boxes.indexOf(ev.target);
+    let at = boxes.indexOf(ev.target);
     if (at < 0 && isBox(ev.target)) return false;  // the comment box: Tab as usual
+    if (at < 0 && lastField && lastFieldItem === shownItem()) {
+      at = boxes.findIndex((b) => b.getAttribute("aria-label") === lastField);
+    }
     const next = at < 0 ? (ev.shiftKey ? boxes.length - 1 : 0)
       : (at + (ev.shiftKey ? -1 : 1) + boxes.length) % boxes.length;
     ev.preventDefault(); ev.stopImmediatePropagation();
@@ -172,8 +188,12 @@ SCRIPT = """
 
   // A shortcut took the key (it prevents the default): its run starts soon; until then
   // the next keys are held too.
+  // (In a text box or a select box only a Ctrl/Alt shortcut does; a plain key there that
+  // the box took, Enter picking an option, starts nothing.)
   window.addEventListener("keydown", (ev) => {
-    if (ev.defaultPrevented && !runningNow) busyUntil = Math.max(busyUntil, Date.now() + RUN_START_MS);
+    if (!ev.defaultPrevented || runningNow) return;
+    if (isBox(ev.target) && !(ev.ctrlKey || ev.metaKey || ev.altKey)) return;
+    busyUntil = Math.max(busyUntil, Date.now() + RUN_START_MS);
   });
   document.addEventListener("click", (ev) => {
     const b = ev.target.closest && ev.target.closest("button");
