@@ -61,6 +61,7 @@ SCRIPT = """
     setValue(el, el.value.slice(0, from) + el.value.slice(b));
     try { el.setSelectionRange(from, from); } catch (_) { /* not a text box */ }
   }
+  const DECIDES = (k) => /^[axsud1-9]$/i.test(k.key) || (k.key === "Enter" && (k.ctrlKey || k.metaKey));
   function scheduleReplay(ms) {
     if (replayTimer) clearTimeout(replayTimer);
     replayTimer = setTimeout(replay, ms);
@@ -71,8 +72,13 @@ SCRIPT = """
     if (busy() && !want) { scheduleReplay(Math.max(20, busyUntil - Date.now())); return; }
     const k = held[0];
     const now = shownItem();
-    if (now && k.item !== now) { held.length = 0; return; }  // never decide an unseen item
     const box = isBox(document.activeElement) ? document.activeElement : null;
+    // Never decide an unseen item: a deciding key meant for another item than the one on
+    // screen is dropped with the keys after it. Keys that only open a box (E, M) or go
+    // into one are kept: the marker can lag the text it marks by a frame, and a comment
+    // typed on seeing the new item must not be lost.
+    const typing = want || (box && !k.ctrlKey && !k.metaKey);
+    if (!typing && DECIDES(k) && now && k.item !== now) { held.length = 0; return; }
     if (box && !k.ctrlKey && !k.metaKey) {
       // Typed after E or M, before the box took the caret: into the box, in order.
       if (busy() && !want && box !== lastBox) { scheduleReplay(Math.max(20, busyUntil - Date.now())); return; }
