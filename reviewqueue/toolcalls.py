@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import structured
 from .errors import ValidationFailed
 from .schemas import (
+    MAX_DEADLINE_SECONDS,
     ContextSource,
     ItemIn,
     ItemOut,
@@ -90,7 +91,7 @@ class ToolCallIn(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     priority: WholeNumber = Field(default=0, ge=-1000, le=1000)
     deadline: Moment | None = None
-    deadline_seconds: WholeNumber | None = Field(default=None, ge=1)
+    deadline_seconds: WholeNumber | None = Field(default=None, ge=1, le=MAX_DEADLINE_SECONDS)
 
     @field_validator("tool_schema")
     @classmethod
@@ -116,6 +117,13 @@ def to_item(call: ToolCallIn | dict[str, Any]) -> ItemIn:
             call = ToolCallIn.model_validate(call)
         except ValidationError as exc:
             raise ValidationFailed.from_pydantic(exc) from None
+    try:
+        return _item_of(call)
+    except ValidationError as exc:  # what only the item checks (deadline and deadline_seconds both...)
+        raise ValidationFailed.from_pydantic(exc) from None
+
+
+def _item_of(call: ToolCallIn) -> ItemIn:
     return ItemIn(
         queue=call.queue,
         external_id=call.tool_call_id,

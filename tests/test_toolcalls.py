@@ -149,6 +149,10 @@ def test_over_http_with_the_client(api, live_server, engine, refunds, make_token
     assert ["output", "arguments"] in locs or ["output", "arguments", "amount"] in locs
     resp = api.post("/v1/tool-calls", json={**call(), "arguments": "{not json"}, headers=ingest_headers)
     assert resp.status_code == 422
+    # What only the item checks is a 422 too, never a 500 (found by Schemathesis).
+    for bad in ({"deadline_seconds": 41136709}, {"deadline_seconds": 60, "deadline": "2030-01-01T00:00:00Z"}):
+        resp = api.post("/v1/tool-calls", json={**call(), **bad}, headers=ingest_headers)
+        assert resp.status_code == 422, resp.text
     rq = Client(live_server, make_token("admin", user="adam")["Authorization"].split()[1])
     posted = rq.propose_tool_call(call())
     assert rq.propose_tool_call(call()).duplicate
