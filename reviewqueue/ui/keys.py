@@ -44,7 +44,14 @@ SCRIPT = """
   const held = [], ours = new WeakSet();
   let busyUntil = 0, runningNow = false, replayTimer = null;
   const app = () => document.querySelector('[data-testid="stApp"]');
-  const shownItem = () => { const m = document.querySelector("[data-rq-item]"); return m ? m.dataset.rqItem : ""; };
+  // The item last seen on screen: st.html redraws the marker on every run, and a key
+  // pressed while it was briefly gone must not count as meant for "no item".
+  let lastItem = "";
+  const shownItem = () => {
+    const m = document.querySelector("[data-rq-item]");
+    if (m) lastItem = m.dataset.rqItem;
+    return lastItem;
+  };
   const busy = () => runningNow || Date.now() < busyUntil;
   // Once a key is held, the ones after it are too (typing after E keeps its order).
   const holdable = (ev) => (ev.key.length === 1 && !ev.altKey) || ev.key === "Escape" ||
