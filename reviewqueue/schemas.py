@@ -403,6 +403,8 @@ class QueueSettings(BaseModel):
 
         for path in value or {}:
             parse_path(path)
+        if value:
+            _storable_json(value)  # a NUL in a path: a 422, not PostgreSQL's refusal
         return value
 
     @field_validator("redaction")
