@@ -24,7 +24,6 @@ in-process gate (one database); :class:`reviewqueue.client.Client` is the HTTP o
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from typing import Any, Literal
@@ -45,7 +44,7 @@ from .schemas import (
     SubmitResult,
     WholeNumber,
 )
-from .vocab import FINAL, Source, Status, Verdict
+from .vocab import FINAL, Source, Verdict
 
 #: Every output of a tool_call queue: the call.
 CALL_SCHEMA = {
@@ -240,19 +239,9 @@ class Local:
             time.sleep(min(self.poll, max(0.0, until - time.monotonic())))
 
 
-def is_tool_call_item(item: ItemOut) -> bool:
-    out = item.output
-    return isinstance(out, dict) and set(out) == {"tool", "arguments"}
-
-
-def pretty(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False)
-
-
 __all__ = [
     "CALL_SCHEMA",
     "Local",
-    "Status",
     "ToolCallIn",
     "ToolDecision",
     "arguments_diff",
