@@ -120,6 +120,23 @@ def test_approve_then_next_item_is_on_screen_in_one_run(review_app, seeded):
     assert any("Check the refund policy first." in t.value for t in at.text)  # the queue's guidelines
 
 
+def test_a_key_that_reaches_the_page_drawn_for_the_item_before_decides_nothing(review_app, seeded):
+    """A key typed ahead (or replayed by ui/keys.py) can reach the page drawn for the item
+    the reviewer saw after that item was decided: the server must not apply it to the
+    next item, which nobody has looked at."""
+    at = pick_queue(review_app, "support")
+    first = current_id(at)
+    approve_on_first = button(at, "Approve")
+    approve_on_first.click().run()
+    second = current_id(at)
+    assert second != first and items.get(first, engine=seeded).status == "approved"
+    approve_on_first.click().run()  # the same press again, from the page of the first item
+    assert items.get(second, engine=seeded).status == "in_review"
+    assert current_id(at) == second
+    button(at, "Approve").click().run()  # from the page that shows it, it counts
+    assert items.get(second, engine=seeded).status == "approved"
+
+
 def test_correct_shows_diff_then_saves(review_app, seeded):
     at = pick_queue(review_app, "support")
     first = current_id(at)

@@ -40,9 +40,12 @@ SCRIPT = """
     el.dispatchEvent(new Event("input", { bubbles: true }));
   }
   // Type-ahead across a page replacement (see the module's docstring).
-  const SETTLE_MS = 150, RUN_START_MS = 1000;
+  const SETTLE_MS = 150, RUN_WAIT_MS = 5000;
   const held = [], ours = new WeakSet();
-  let busyUntil = 0, runningNow = false, replayTimer = null;
+  // awaitRun: a shortcut fired and its run has not started yet (a loaded server took over a
+  // second to start one); a key replayed before then reached the old page. RUN_WAIT_MS
+  // only bounds the wait should no run come.
+  let busyUntil = 0, awaitRun = 0, runningNow = false, replayTimer = null;
   const app = () => document.querySelector('[data-testid="stApp"]');
   // The item last seen on screen: st.html redraws the marker on every run, and a key
   // pressed while it was briefly gone must not count as meant for "no item".
@@ -52,7 +55,7 @@ SCRIPT = """
     if (m) lastItem = m.dataset.rqItem;
     return lastItem;
   };
-  const busy = () => runningNow || Date.now() < busyUntil;
+  const busy = () => runningNow || Date.now() < busyUntil || Date.now() < awaitRun;
   // Once a key is held, the ones after it are too (typing after E keeps its order).
   const holdable = (ev) => (ev.key.length === 1 && !ev.altKey) || ev.key === "Escape" ||
     (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey || held.length > 0)) || (ev.key === "Backspace" && held.length > 0);
@@ -121,6 +124,7 @@ SCRIPT = """
       const state = el.dataset.testScriptState;
       const was = runningNow;
       runningNow = state === "running" || state === "rerunRequested";
+      if (runningNow) awaitRun = 0;
       if (was && !runningNow) { busyUntil = Date.now() + SETTLE_MS; scheduleReplay(SETTLE_MS); }
     };
     seen();
@@ -206,7 +210,7 @@ SCRIPT = """
   window.addEventListener("keydown", (ev) => {
     if (!ev.defaultPrevented || runningNow) return;
     if (isBox(ev.target) && !(ev.ctrlKey || ev.metaKey || ev.altKey)) return;
-    busyUntil = Math.max(busyUntil, Date.now() + RUN_START_MS);
+    awaitRun = Date.now() + RUN_WAIT_MS;
   });
   document.addEventListener("click", (ev) => {
     const b = ev.target.closest && ev.target.closest("button");

@@ -19,6 +19,7 @@ the page's address (``/review?queue=support``).
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import time
@@ -162,11 +163,11 @@ def _keep_drafts(item: dict) -> dict:
     return draft
 
 
-def _act(action: str, value: str | None = None) -> None:
+def _act(item_id: str, action: str, value: str | None = None) -> None:
     ss = _state()
     item = ss.rq_item
-    if item is None:
-        return
+    if item is None or item["id"] != item_id:
+        return  # pressed on the page of an item decided since (see _on)
     ss.rq_seen = time.monotonic()
     _keep_drafts(item)
     q = _queue(item["queue"])
@@ -624,30 +625,30 @@ def _buttons(q, item: dict) -> None:
     """The action bar: one row, one shortcut hint on each button (Streamlit draws it)."""
     ss = _state()
     bar = st.container(horizontal=True, gap="small")
+    on = functools.partial(_on, item["id"])
     if ss.rq_rejecting:
         st.warning("Reject: which reason? Press its number (Esc to go back).")
-        _numbered(q.reject_reasons, "reason", ss.rq_pick.get("reason"))
-        bar.form_submit_button("Back", shortcut="Escape", on_click=_act, args=("back",))
+        _numbered(q.reject_reasons, "reason", ss.rq_pick.get("reason"), on)
+        bar.form_submit_button("Back", shortcut="Escape", **on("back"))
         return
-    bar.form_submit_button("Approve", type="primary", shortcut="A", on_click=_act, args=("approve",))
+    bar.form_submit_button("Approve", type="primary", shortcut="A", **on("approve"))
     structured_form = fields_form.applies(q, item)
     submit = ss.rq_editing or q.labels or structured_form
     bar.form_submit_button(
         "Submit correction" if submit else "Correct",
         shortcut="Ctrl+Enter" if submit else "E",
-        on_click=_act,
-        args=("correct" if submit else "edit",),
+        **(on("correct") if submit else on("edit", name="open")),
     )
-    bar.form_submit_button("Reject", shortcut="X", on_click=_act, args=("reject",))
-    bar.form_submit_button("Skip", shortcut="S", on_click=_act, args=("skip",))
+    bar.form_submit_button("Reject", shortcut="X", **on("reject"))
+    bar.form_submit_button("Skip", shortcut="S", **on("skip"))
     if structured_form and ss.get("rq_unlocked") != item["id"]:
-        bar.form_submit_button("Unlock all fields", shortcut="L", on_click=_act, args=("unlock",))
+        bar.form_submit_button("Unlock all fields", shortcut="L", **on("unlock"))
     if ss.rq_editing:
-        bar.form_submit_button("Close (keeps your text)", shortcut="Escape", on_click=_act, args=("edit",))
+        bar.form_submit_button("Close (keeps your text)", shortcut="Escape", **on("edit", name="close"))
     else:
-        bar.form_submit_button("Comment", shortcut="M", on_click=_act, args=("edit",))
+        bar.form_submit_button("Comment", shortcut="M", **on("edit", name="comment"))
     if ss.rq_drafts.get(item["id"]) or ss.rq_editing:
-        bar.form_submit_button("Discard my text", shortcut="D", on_click=_act, args=("discard",))
+        bar.form_submit_button("Discard my text", shortcut="D", **on("discard"))
     last = ss.rq_last_review
     if (
         last
@@ -657,10 +658,26 @@ def _buttons(q, item: dict) -> None:
         bar.form_submit_button(f"Undo {last['verdict']}", shortcut="U", on_click=_undo)
     if q.labels:
         st.text("Label: press its number, then Ctrl+Enter")
-        _numbered(q.labels, "label", ss.rq_pick.get("label") or item["predicted_label"])
+        _numbered(q.labels, "label", ss.rq_pick.get("label") or item["predicted_label"], on)
 
 
-def _numbered(choices: list[str], action: str, picked: str | None) -> None:
+def _on(item_id: str, action: str, value: str | None = None, *, name: str = "") -> dict:
+    """A decision button's callback and key, bound to the item on screen.
+
+    A key press can reach the page drawn for an item after that item was decided (typed
+    ahead, or replayed by ui/keys.py while the next item is being drawn). Its trigger then
+    names the old item's button (the key holds the item id): Streamlit either drops it or
+    calls that button's callback with the old item's id, which _act ignores. Either way a
+    key never decides an item the reviewer has not seen.
+    """
+    return {
+        "on_click": _act,
+        "args": (item_id, action, value),
+        "key": f"rq_btn_{name or action}_{item_id}",
+    }
+
+
+def _numbered(choices: list[str], action: str, picked: str | None, on) -> None:
     """One button per choice, the first nine on the number keys, in one wrapping row."""
     row = st.container(horizontal=True, gap="small")
     for n, choice in enumerate(choices, 1):
@@ -668,8 +685,7 @@ def _numbered(choices: list[str], action: str, picked: str | None) -> None:
             _md(choice),
             shortcut=str(n) if n <= 9 else None,
             type="primary" if choice == picked else "secondary",
-            on_click=_act,
-            args=(action, choice),
+            **on(action, choice, name=f"{action}_{n}"),
         )
 
 
