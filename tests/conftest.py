@@ -8,6 +8,7 @@ import shutil
 from contextlib import contextmanager
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from reviewqueue import queues, store, tokens, users
@@ -17,6 +18,44 @@ from .chromium import CHROMIUM, CHROMIUM_ARGS
 
 PG_URL = os.environ.get("REVIEWQUEUE_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+#: The files that take a minute or more (``scripts/test`` prints the slowest tests),
+#: longest first. They start first, so the short files fill the workers' last minutes;
+#: started last, one of them ran alone for two minutes at the end of the suite.
+LONG_FIRST = (
+    "test_api_fuzz.py",
+    "test_browser.py",
+    "test_quality_coverage.py",
+    "test_deadline_load.py",
+    "test_nodes.py",
+    "test_export.py",
+    "test_pool.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Long files first; the rest keep pytest-randomly's shuffled order (a stable sort).
+    Needs xdist's ``--no-loadscope-reorder``, which scripts/test passes: by default xdist
+    sends files with many tests first, whatever their length."""
+    rank = {name: n for n, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+#: The hasher the product ships with (reviewqueue.users), before _quick_password_hashes.
+PRODUCTION_HASHER = users._hasher
+
+
+@pytest.fixture(autouse=True)
+def _quick_password_hashes(monkeypatch):
+    """argon2id at the product's cost (64 MiB, 3 passes, 4 lanes) takes 0.1-0.25 s a hash
+    on two cores, and the suite hashes thousands of passwords. Tests in this process hash
+    with the same algorithm and code at a small cost; processes the tests start (API
+    nodes, the review app) use the product's, and test_security checks its parameters."""
+    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    users._dummy_hash.cache_clear()
+    yield
+    users._dummy_hash.cache_clear()
 
 
 @pytest.fixture(autouse=True)

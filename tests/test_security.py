@@ -181,6 +181,20 @@ def test_guessers_on_four_addresses_cannot_keep_the_owner_out(engine, fake_clock
     assert 4 <= len(limited) <= 4 * 2, len(limited)
 
 
+def test_passwords_are_stored_as_argon2id_at_the_recommended_cost(engine):
+    """The tests hash cheaply (conftest); what the product stores is argon2id with at
+    least RFC 9106's second recommended cost (64 MiB, 3 passes)."""
+    from argon2 import extract_parameters
+
+    from .conftest import PRODUCTION_HASHER
+
+    stored = PRODUCTION_HASHER.hash("correct horse battery staple")
+    params = extract_parameters(stored)
+    assert stored.startswith("$argon2id$")
+    assert params.memory_cost >= 65536 and params.time_cost >= 3
+    assert PRODUCTION_HASHER.verify(stored, "correct horse battery staple")
+
+
 def test_spraying_many_names_from_one_client_is_slowed(engine):
     for n in range(21):
         _fail(f"user{n}", "10.9.9.9", engine)
