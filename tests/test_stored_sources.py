@@ -1,7 +1,8 @@
 """Sources that carry their file as stored content (schemas.ContextSource): an image or a
 PDF the app posted, checked at ingest (its type, its first bytes, its size; never SVG;
 refused on queues that redact personal data), shown on the review page from those
-bytes (an image) or offered for download on Browse (a PDF); nothing fetched."""
+bytes (an image) or offered for download under the review form and on Browse (a PDF);
+nothing fetched."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def test_a_queue_that_redacts_refuses_files(engine):
     assert "cannot be checked" in e.value.errors[0]["msg"]
 
 
-def test_the_review_page_shows_the_image_and_browse_offers_the_pdf(seeded):  # noqa: F811
+def test_the_review_page_shows_the_image_and_both_pages_offer_the_pdf(seeded):  # noqa: F811
     engine = seeded
     post(engine, 9, [source(PNG, "image/png"), source(PDF, "application/pdf")])
     at = page_app("review_page")
@@ -86,6 +87,10 @@ def test_the_review_page_shows_the_image_and_browse_offers_the_pdf(seeded):  # n
     assert not at.exception
     assert len([e for e in _walk(at._tree) if getattr(e, "type", "") == "image"]) == 1
     assert any("stored PDF" in t.value for t in at.text)
+    # Under the form (a form holds no download button), without a rerun on a click.
+    pdfs = at.get("download_button")
+    assert [d.label.split(" (")[0] for d in pdfs] == ["Download the PDF of source 2"]
+    assert pdfs[0].proto.ignore_rerun
     browse = AppTest.from_function(
         _browse_detail, args=(at.session_state["rq_item"]["id"],), default_timeout=30
     )

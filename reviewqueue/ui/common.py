@@ -104,11 +104,16 @@ def age(dt: datetime | None) -> str:
     return f"{int(seconds)} s"
 
 
-def stored_files(item_id: str, context: list, *, downloads: bool) -> None:
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 1024 else f"{n // 1024:,} KB"
+
+
+def stored_files(item_id: str, context: list, *, downloads: bool, images: bool = True) -> None:
     """The files an item's sources carry as stored content (schemas.ContextSource, checked
     at ingest: an image or a PDF whose bytes are what its type says): images drawn from
-    those bytes; PDFs offered for download where a button may stand (not in a form), else
-    named. Nothing is fetched from anywhere."""
+    those bytes (unless ``images`` is false); PDFs offered for download where a button may
+    stand (not in a form), else named. Nothing is fetched from anywhere; a download is
+    served as an attachment and does not rerun the page."""
     import base64
 
     for n, source in enumerate(context or [], 1):
@@ -118,14 +123,17 @@ def stored_files(item_id: str, context: list, *, downloads: bool) -> None:
         raw = base64.b64decode(data)
         kind = source.get("media_type") or ""
         if kind.startswith("image/"):
-            st.image(raw, caption=f"source {n}: stored image, {len(raw) // 1024:,} KB", width="stretch")
+            if not images:
+                continue
+            st.image(raw, caption=f"source {n}: stored image, {_size(len(raw))}", width="stretch")
         elif downloads:
             st.download_button(
-                f"Download the PDF of source {n} ({len(raw) // 1024:,} KB)",
+                f"Download the PDF of source {n} ({_size(len(raw))})",
                 raw,
                 file_name=f"source-{n}.pdf",
                 mime="application/pdf",
                 key=f"rq_pdf_{item_id}_{n}",
+                on_click="ignore",
             )
         else:
-            st.text(f"source {n}: a stored PDF ({len(raw) // 1024:,} KB): download it on Browse")
+            st.text(f"source {n}: a stored PDF ({_size(len(raw))}): its download is below the item")

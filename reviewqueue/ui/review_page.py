@@ -458,6 +458,8 @@ def _panel(queue_name: str) -> None:
         if ss.rq_lost_draft is not None:
             lost.text_area("Your unsaved text (copy it before leaving)", ss.rq_lost_draft, key="lost-draft")
         _show_item(q, item)
+    # A form holds no download button: the PDFs among the sources are offered under it.
+    stored_files(item["id"], item["context"], downloads=True, images=False)
 
 
 def _show_notice(slot) -> None:
