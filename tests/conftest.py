@@ -49,7 +49,7 @@ PRODUCTION_HASHER = users._hasher
 @pytest.fixture(autouse=True)
 def _quick_password_hashes(monkeypatch):
     """argon2id at the product's cost (64 MiB, 3 passes, 4 lanes) takes 0.1-0.25 s a hash
-    on two cores, and the suite hashes thousands of passwords. Tests in this process hash
+    on two cores, and the suite hashes hundreds of passwords. Tests in this process hash
     with the same algorithm and code at a small cost; processes the tests start (API
     nodes, the review app) use the product's, and test_security checks its parameters."""
     monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
