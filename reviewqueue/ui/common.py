@@ -120,11 +120,11 @@ def stored_files(item_id: str, context: list, *, downloads: bool, images: bool =
         data = source.get("data") if isinstance(source, dict) else None
         if not data:
             continue
-        raw = base64.b64decode(data)
         kind = source.get("media_type") or ""
+        if kind.startswith("image/") and not images:
+            continue
+        raw = base64.b64decode(data)
         if kind.startswith("image/"):
-            if not images:
-                continue
             st.image(raw, caption=f"source {n}: stored image, {_size(len(raw))}", width="stretch")
         elif downloads:
             st.download_button(

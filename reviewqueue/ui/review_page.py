@@ -445,8 +445,8 @@ def _panel(queue_name: str) -> None:
             st.success("Nothing is waiting in this queue. New items appear here as they arrive.")
         st.button("Check again", shortcut="N")
         return
-    # One form for every item, so its buttons update in place; the action bar first, the
-    # notices right under it (where the eye is after a key), then the item.
+    # One form for every item (its buttons are keyed by their item: see _on); the action
+    # bar first, the notices right under it (where the eye is after a key), then the item.
     with st.form("rq_decide", enter_to_submit=False, border=False):
         # Which item is on screen, for the keyboard script (ui/keys.py): keys typed ahead
         # of a page replacement never act on an item the reviewer has not seen. First in
